@@ -1,0 +1,35 @@
+"""bcos-lm: B-cos language models whose predictions are exactly explained by per-token contributions.
+
+Public API::
+
+    model = bcos.bcosify(model, b=2.0)            # convert a loaded transformers model in place
+    explanation = bcos.explain(model, input_ids, attention_mask)
+    explanation.contributions                     # [batch, seq], sums to explanation.logit
+    bcos.load_pretrained(path)                    # reload a saved B-cos model
+"""
+from .convert import BcosOptions, ConversionReport, bcosify, supported_architectures
+from .explain import Explanation, merge_subwords, token_strings
+from .explain import explain as _explain_function
+from .hub import load_model, load_pretrained, load_tokenizer, resolve_pretrained
+from .nn import explanation_mode, is_explanation_mode
+
+explain = _explain_function  # the function, not the subpackage bcos.explain
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "BcosOptions",
+    "ConversionReport",
+    "Explanation",
+    "bcosify",
+    "explain",
+    "explanation_mode",
+    "is_explanation_mode",
+    "load_model",
+    "load_pretrained",
+    "load_tokenizer",
+    "merge_subwords",
+    "resolve_pretrained",
+    "supported_architectures",
+    "token_strings",
+]

