@@ -98,7 +98,8 @@ def explain(
         foil: contrastive explanation of ``logit[target] - logit[foil]`` (int or ``[batch]`` tensor).
         position: for token-level heads, the position whose logits are explained (int or ``[batch]``;
             negative counts from the end). Default for causal LMs: the last non-padding token.
-        **model_kwargs: passed to the model (e.g. ``token_type_ids``).
+        **model_kwargs: passed to the model (e.g. ``token_type_ids``). For decoders ``position_ids`` default to
+            the count of preceding real tokens, so left padding does not shift positions.
 
     Works inside ``torch.no_grad()`` and ``torch.inference_mode()``; leaves no ``.grad`` behind.
     """
@@ -115,6 +116,9 @@ def explain(
         with torch.inference_mode(False), torch.enable_grad(), explanation_mode():
             input_ids, attention_mask = input_ids.clone(), attention_mask.clone()
             model_kwargs = {k: v.clone() if isinstance(v, torch.Tensor) else v for k, v in model_kwargs.items()}
+            if adapter.causal and "position_ids" not in model_kwargs:
+                # positions count real tokens only, so a left-padded row is explained as if it stood alone
+                model_kwargs["position_ids"] = (attention_mask.long().cumsum(-1) - 1).clamp_min(0)
             logits = model(input_ids=input_ids, attention_mask=attention_mask, **model_kwargs).logits
             return _attribute(logits, capture.hidden_states, input_ids, attention_mask, target, foil, position,
                               adapter.causal)
