@@ -42,6 +42,13 @@ class BcosOptions:
         return float(self.b)
 
 
+def _describe(module: nn.Module | str) -> str:
+    if isinstance(module, str):
+        return module
+    details = module.extra_repr()
+    return f"{type(module).__name__}({details})" if details else type(module).__name__
+
+
 @dataclass
 class ConversionReport:
     """What bcosify changed: one ``(module name, before, after)`` row per replaced module."""
@@ -51,8 +58,7 @@ class ConversionReport:
     changes: list[tuple[str, str, str]] = field(default_factory=list)
 
     def add(self, name: str, before: nn.Module | str, after: nn.Module | str) -> None:
-        describe = lambda m: m if isinstance(m, str) else (type(m).__name__ + (f"({m.extra_repr()})" if m.extra_repr() else ""))
-        self.changes.append((name, describe(before), describe(after)))
+        self.changes.append((name, _describe(before), _describe(after)))
 
     def counts(self) -> dict[str, int]:
         """How many modules became each kind, e.g. ``{"BcosLinear": 37, ...}``."""
