@@ -7,7 +7,7 @@ from transformers.masking_utils import AttentionMaskInterface
 from transformers.modeling_utils import AttentionInterface
 from transformers.models.llama.modeling_llama import LlamaRMSNorm
 
-from bcos.nn import (BCOS_ATTENTION, GATES, BcosLayerNorm, BcosLinear, BcosRMSNorm, DynamicActivation,
+from bcos.nn import (BCOS_ATTENTION, GATES, BcosLayerNorm, BcosLinear, BcosRMSNorm, BcosScale, DynamicActivation,
                      GatedActivation, explanation_mode, is_explanation_mode)
 
 def dynamic_linearity_residual(module: nn.Module, x: torch.Tensor) -> float:
@@ -160,3 +160,14 @@ def test_explanation_mode_is_a_context_manager_and_decorator_that_restores_state
 def test_bcos_attention_is_registered_with_its_mask_function():
     assert BCOS_ATTENTION in AttentionInterface._global_mapping
     assert BCOS_ATTENTION in AttentionMaskInterface._global_mapping
+
+
+@pytest.mark.parametrize("b", [1.5, 2.0, 2.5])
+@pytest.mark.parametrize("den_shape", [(4, 1), (4, 3)])
+def test_fused_bcos_scale_gradients_match_finite_differences(b, den_shape):
+    lin = torch.randn(4, 3, requires_grad=True)
+    den = (torch.rand(den_shape) + 0.5).requires_grad_()
+    assert torch.autograd.gradcheck(lambda l, d: BcosScale.apply(l, d, (b - 1) / 2, 1e-6, False), (lin, den))
+    scale = ((lin / den).square() + 1e-6).pow((b - 1) / 2).detach()
+    (grad_lin,) = torch.autograd.grad(BcosScale.apply(lin, den, (b - 1) / 2, 1e-6, True).sum(), lin)
+    torch.testing.assert_close(grad_lin, scale)

@@ -1,7 +1,7 @@
 """B-cos layers and explanation mode (pure torch, plus transformers' attention registry)."""
 from .activation import GATES, DynamicActivation, GatedActivation
 from .attention import BCOS_ATTENTION, bcos_sdpa_attention_forward, register_bcos_attention
-from .linear import BcosLinear
+from .linear import BcosLinear, BcosScale
 from .mode import dynamic, explanation_mode, is_explanation_mode
 from .norm import BcosLayerNorm, BcosRMSNorm
 
@@ -11,6 +11,7 @@ __all__ = [
     "BcosLayerNorm",
     "BcosLinear",
     "BcosRMSNorm",
+    "BcosScale",
     "DynamicActivation",
     "GatedActivation",
     "bcos_sdpa_attention_forward",

@@ -5,7 +5,45 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .mode import dynamic
+from .mode import is_explanation_mode
+
+
+class BcosScale(torch.autograd.Function):
+    """``y = lin · (c² + ε)^p`` with ``c = lin / den`` and ``p = (B-1)/2``, with a hand-derived backward.
+
+    With ``s = (c² + ε)^p`` and ``q = 2p c² / (c² + ε)``: ``∂y/∂lin = s (1 + q)`` and ``∂y/∂den = -s q c``.
+    In explanation mode ``s`` is a constant: ``∂y/∂lin = s`` and ``den`` gets no gradient.
+    Fusing this saves the elementwise passes autograd would record for div, square, pow and mul.
+
+    Shapes: ``lin [..., out]``; ``den`` broadcastable to it (``[..., 1]`` or ``[..., out]``).
+    """
+
+    @staticmethod
+    def forward(ctx, lin: torch.Tensor, den: torch.Tensor, exponent: float, eps: float, constant_scale: bool):
+        cos = lin / den
+        shifted = cos.square().add_(eps)
+        scale = shifted.sqrt() if exponent == 0.5 else shifted.pow(exponent)
+        ctx.constant_scale, ctx.exponent, ctx.den_shape = constant_scale, exponent, den.shape
+        if constant_scale:
+            ctx.save_for_backward(scale)
+        else:
+            ctx.save_for_backward(cos, shifted, scale)
+        return lin * scale
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        if ctx.constant_scale:
+            (scale,) = ctx.saved_tensors
+            return grad * scale, None, None, None, None
+        cos, shifted, scale = ctx.saved_tensors
+        grad_scaled = grad * scale
+        q = cos.square().mul_(2 * ctx.exponent).div_(shifted)
+        grad_lin = grad_scaled * (1 + q)
+        grad_den = None
+        if ctx.needs_input_grad[1]:
+            grad_den = -(grad_scaled * q * cos)
+            grad_den = grad_den.sum_to_size(ctx.den_shape)
+        return grad_lin, grad_den, None, None, None
 
 
 class BcosLinear(nn.Module):
@@ -72,9 +110,10 @@ class BcosLinear(nn.Module):
             weight = F.normalize(weight, dim=1)
         out = F.linear(x, weight)
         if self.b != 1.0:
-            row_norm = 1.0 if self.normalize_weights else weight.norm(dim=1)
-            cos = out / (row_norm * (x.norm(dim=-1, keepdim=True) + self.eps))
-            out = out * dynamic((cos.square() + self.eps).pow((self.b - 1.0) / 2.0))
+            den = x.norm(dim=-1, keepdim=True) + self.eps
+            if not self.normalize_weights:
+                den = den * weight.norm(dim=1)
+            out = BcosScale.apply(out, den, (self.b - 1.0) / 2.0, self.eps, is_explanation_mode())
         if self.bias is not None:
             out = out + self.bias
         return out
