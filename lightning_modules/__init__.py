@@ -1,0 +1,5 @@
+"""LightningModules for B-cos language models, and the Hugging Face export callback."""
+from lightning_modules.export import HFExport, export_hf
+from lightning_modules.sequence_classifier import SequenceClassifier
+
+__all__ = ["HFExport", "SequenceClassifier", "export_hf"]

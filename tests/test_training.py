@@ -1,0 +1,159 @@
+"""Tests of lightning_modules/: SequenceClassifier (loss, training, checkpoints) and the Hugging Face export."""
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import lightning as L
+import pytest
+import torch
+import torch.nn.functional as F
+import transformers
+
+import bcos
+from datamodules import TextClassificationDataModule
+from lightning_modules import SequenceClassifier, export_hf
+from lightning_modules.optim import linear_warmup_decay
+
+MINILM = "sentence-transformers/all-MiniLM-L6-v2"
+_WORDS = {0: ["bad", "awful", "dull", "boring"], 1: ["good", "great", "fine", "lovely"], 2: ["red", "blue", "green"]}
+
+
+def make_tiny_model(folder: Path, num_labels: int = 2, hidden_size: int = 32, seed: int = 0) -> Path:
+    """A tiny random BertForSequenceClassification saved with the MiniLM tokenizer (whose vocabulary it has)."""
+    torch.manual_seed(seed)
+    tokenizer = bcos.load_tokenizer(MINILM)
+    config = transformers.BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=hidden_size, num_hidden_layers=2,
+                                     num_attention_heads=4, intermediate_size=37, max_position_embeddings=128,
+                                     num_labels=num_labels)
+    transformers.BertForSequenceClassification(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+def write_tiny_data(folder: Path, sizes: dict[str, int] | None = None, num_labels: int = 2) -> Path:
+    """``{split}.jsonl`` files whose label is given away by one word of the text (learnable in a few steps)."""
+    rng = random.Random(0)
+    folder.mkdir(parents=True, exist_ok=True)
+    for split, size in (sizes or {"train": 64, "validation": 21, "test": 10}).items():
+        rows = [{"text": f"a {rng.choice(_WORDS[i % num_labels])} film {rng.choice(['today', 'here', 'again'])}",
+                 "label": i % num_labels} for i in range(size)]
+        (folder / f"{split}.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("tiny")
+    return {"model": make_tiny_model(root / "model"), "data": write_tiny_data(root / "data"), "cache": root / "cache"}
+
+
+def datamodule(tiny: dict[str, Path], **kwargs) -> TextClassificationDataModule:
+    kwargs = {"batch_size": 16, "max_length": 32, "cache_dir": str(tiny["cache"]), **kwargs}
+    return TextClassificationDataModule(str(tiny["data"]), str(tiny["model"]), **kwargs)
+
+
+def trainer(**kwargs) -> L.Trainer:
+    options = dict(accelerator="cpu", devices=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                   enable_model_summary=False, num_sanity_val_steps=0)
+    return L.Trainer(**{**options, **kwargs})
+
+
+def mean_loss(module: SequenceClassifier, loader) -> float:
+    module.eval()
+    with torch.no_grad():
+        losses = [module.loss(module(b["input_ids"], b["attention_mask"]), b["labels"]) for b in loader]
+    return torch.stack(losses).mean().item()
+
+
+def test_losses_and_their_defaults(tiny):
+    logits, labels = torch.tensor([[0.5, -1.0], [2.0, 0.1]]), torch.tensor([1, 0])
+    bcos_module = SequenceClassifier(str(tiny["model"]), num_labels=2)
+    conventional = SequenceClassifier(str(tiny["model"]), num_labels=2, bcos=False)
+    assert (bcos_module.loss_name, conventional.loss_name) == ("bce", "ce")
+    expected_bce = -(torch.log(1 - torch.sigmoid(torch.tensor([0.5, 0.1]))).sum()
+                     + torch.log(torch.sigmoid(torch.tensor([-1.0, 2.0]))).sum()) / 4
+    torch.testing.assert_close(bcos_module.loss(logits, labels), expected_bce)
+    torch.testing.assert_close(conventional.loss(logits, labels), F.cross_entropy(logits, labels))
+    assert SequenceClassifier(str(tiny["model"]), num_labels=2, bcos=False, loss="bce").loss_name == "bce"
+    with pytest.raises(ValueError, match="loss must be one of"):
+        SequenceClassifier(str(tiny["model"]), num_labels=2, loss="mse")
+
+
+def test_model_is_converted_and_logit_scale_multiplies(tiny):
+    module = SequenceClassifier(str(tiny["model"]), num_labels=2, b=1.5, logit_scale=10.0)
+    assert module.model.config.bcos["b"] == 1.5
+    assert module.model.training  # from_pretrained returns eval mode; training needs dropout on
+    ids = torch.tensor([[101, 2204, 2143, 102]])
+    module.eval()
+    torch.testing.assert_close(module(ids), 10.0 * module.model(input_ids=ids).logits)
+    conventional = SequenceClassifier(str(tiny["model"]), num_labels=2, bcos=False)
+    assert getattr(conventional.model.config, "bcos", None) is None
+
+
+def test_a_few_steps_lower_the_loss(tiny):
+    L.seed_everything(0)
+    data = datamodule(tiny)
+    data.setup()
+    module = SequenceClassifier(str(tiny["model"]), learning_rate=1e-2)
+    fit = trainer(max_steps=40, limit_val_batches=0)
+    fit.fit(module, data)  # num_labels from the datamodule
+    assert module.hparams.num_labels == 2 and fit.global_step == 40
+    fresh = SequenceClassifier(str(tiny["model"]), num_labels=2)
+    before, after = mean_loss(fresh, data.train_dataloader()), mean_loss(module, data.train_dataloader())
+    assert before == pytest.approx(0.6931, abs=1e-3)  # a fresh B-cos model outputs logits ~0: BCE = ln 2
+    assert after < 0.5 * before
+
+
+def test_schedule_warms_up_then_decays():
+    factors = [linear_warmup_decay(step, warmup_steps=2, total_steps=6) for step in range(7)]
+    assert factors == pytest.approx([0.0, 0.5, 1.0, 0.75, 0.5, 0.25, 0.0])
+
+
+def test_checkpoint_reloads_and_other_architectures_fail_clearly(tiny, tmp_path):
+    L.seed_everything(0)
+    module = SequenceClassifier(str(tiny["model"]), learning_rate=1e-3)
+    fit = trainer(max_steps=2, limit_val_batches=0)
+    fit.fit(module, datamodule(tiny))
+    path = tmp_path / "bcos.ckpt"
+    fit.save_checkpoint(path)
+    ids = torch.tensor([[101, 2204, 2143, 102], [101, 2919, 2143, 102]])
+
+    reloaded = SequenceClassifier.load_from_checkpoint(path).eval()
+    module.eval()
+    assert reloaded.hparams.num_labels == 2
+    torch.testing.assert_close(reloaded(ids), module(ids), rtol=0, atol=0)
+
+    with pytest.raises(ValueError, match=r"checkpoint holds B-cos \(b=2.0\) BertForSequenceClassification from "
+                                         r"'.*/model', 2 labels, which does not fit the configured conventional "
+                                         r"BertForSequenceClassification from '.*/model', 2 labels: 19 keys of the "
+                                         r"configured model missing from the checkpoint \(e.g. model.bert.embeddings"
+                                         r".LayerNorm.bias"):
+        SequenceClassifier.load_from_checkpoint(path, bcos=False)
+    wider = make_tiny_model(tmp_path / "wider", hidden_size=48)
+    with pytest.raises(ValueError, match=r"'.*/model', 2 labels, which does not fit the configured B-cos \(b=2.0\) "
+                                         r"BertForSequenceClassification from '.*/wider', 2 labels: .* tensors of "
+                                         r"another shape \(checkpoint vs configured\) \(e.g. "
+                                         r"model.bert.embeddings.LayerNorm.weight \(32,\) vs \(48,\)"):
+        SequenceClassifier.load_from_checkpoint(path, model_name_or_path=str(wider))
+
+
+def test_export_reloads_with_identical_logits(tiny, tmp_path):
+    ids = torch.tensor([[101, 2204, 2143, 2182, 102], [101, 2919, 2143, 102, 0]])
+    mask = (ids != 0).long()
+    tokenizer = bcos.load_tokenizer(str(tiny["model"]))
+    for bcos_flag, loader in ((True, bcos.load_pretrained), (False, bcos.load_model)):
+        module = SequenceClassifier(str(tiny["model"]), num_labels=2, bcos=bcos_flag).eval()
+        folder = export_hf(module.model, tokenizer, tmp_path / f"export-{bcos_flag}")
+        reloaded = loader(str(folder)).eval()
+        assert (getattr(reloaded.config, "bcos", None) is not None) == bcos_flag
+        expected = module.model(input_ids=ids, attention_mask=mask).logits
+        torch.testing.assert_close(reloaded(input_ids=ids, attention_mask=mask).logits, expected, rtol=0, atol=0)
+        assert bcos.load_tokenizer(str(folder))("good film")["input_ids"] == tokenizer("good film")["input_ids"]
+
+
+def test_num_labels_must_match_the_data(tiny, tmp_path):
+    three_labels = make_tiny_model(tmp_path / "three", num_labels=3)
+    with pytest.raises(ValueError, match="configured with num_labels=3 but the data has 2 labels"):
+        trainer(max_steps=1).fit(SequenceClassifier(str(three_labels), num_labels=3), datamodule(tiny))

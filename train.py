@@ -1,0 +1,90 @@
+"""Fine-tune B-cos (or conventional) sequence classifiers with LightningCLI.
+
+    python train.py fit --config configs/quickstart.yaml
+    python train.py fit --config configs/minilm_sst2_bcos.yaml --trainer.max_steps 1000
+    python train.py fit --config configs/quickstart.yaml --ckpt_path last     # resume the latest run
+    python train.py test --config configs/quickstart.yaml --ckpt_path runs/quickstart/version_0/checkpoints/last.ckpt
+    python train.py fit --config configs/minilm_sst2_bcos.yaml --trainer.strategy ddp --trainer.devices 2
+    python train.py fit --config configs/quickstart.yaml --print_config
+
+The model is named once (``model.model_name_or_path``; the data's tokenizer follows it) and the number of
+labels comes from the data. TensorBoard logs go to ``runs/<name>/version_<n>/``, checkpoints to its
+``checkpoints/`` (the best by ``val/acc``, and ``last.ckpt``: the state at the latest validation) and the best
+model in Hugging Face format to its ``hf_export/``. ``fit --ckpt_path last`` continues the newest run that
+has a ``last.ckpt`` in that folder (optimizer, schedule and step count included).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from jsonargparse import Namespace
+from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
+from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+
+from datamodules import TextClassificationDataModule
+from lightning_modules import HFExport, SequenceClassifier
+
+
+def continue_latest_version(logger: object) -> None:
+    """For ``fit --ckpt_path last`` with an unversioned TensorBoard logger: reuse the newest version folder that
+    holds a ``checkpoints/last.ckpt`` (Lightning looks for ``last`` in the run's own, otherwise new, folder)."""
+    if not isinstance(logger, Namespace) or not str(logger.get("class_path", "")).endswith("TensorBoardLogger"):
+        return
+    args = logger.init_args
+    if args.get("version") is not None:
+        return
+    lasts = sorted(Path(args.save_dir, args.get("name") or "").glob("version_*/checkpoints/last.ckpt"),
+                   key=lambda path: path.stat().st_mtime)
+    if lasts:
+        args.version = int(lasts[-1].parents[1].name.removeprefix("version_"))
+
+
+class TrainCLI(LightningCLI):
+    """LightningCLI with a ModelCheckpoint on ``val/acc``, the Hugging Face export, a learning-rate monitor and the
+    tokenizer linked to the model."""
+
+    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+        parser.set_defaults({"checkpoint.monitor": "val/acc", "checkpoint.mode": "max"})
+        # Lightning 2.6 refreshes ModelCheckpoint's own last.ckpt only when a new best is saved; resuming needs
+        # the latest state, so last.ckpt comes from a second checkpoint that saves at every validation
+        parser.add_lightning_class_args(ModelCheckpoint, "last_checkpoint")
+        parser.set_defaults({"last_checkpoint.filename": "last", "last_checkpoint.monitor": None,
+                             "last_checkpoint.enable_version_counter": False})
+        parser.add_lightning_class_args(HFExport, "export")
+        parser.add_lightning_class_args(LearningRateMonitor, "lr_monitor")
+        parser.set_defaults({"lr_monitor.logging_interval": "step"})
+        parser.link_arguments("model.model_name_or_path", "data.tokenizer")
+
+    def before_instantiate_classes(self) -> None:
+        if self.subcommand == "fit" and self.config.fit.ckpt_path == "last":
+            continue_latest_version(self.config.fit.trainer.logger)
+
+    def after_fit(self) -> None:
+        trainer = self.trainer
+        if not trainer.is_global_zero:
+            return
+        if trainer.logger is not None:
+            print(f"TensorBoard logs: {trainer.logger.log_dir}   (tensorboard --logdir {trainer.logger.save_dir})")
+        if trainer.checkpoint_callback is not None:
+            print(f"Best checkpoint:  {trainer.checkpoint_callback.best_model_path}")
+        for callback in trainer.callbacks:
+            if isinstance(callback, HFExport) and callback.export_dir(trainer).is_dir():
+                print(f"Hugging Face export of the best model: {callback.export_dir(trainer)}")
+
+
+def main(args: list[str] | None = None) -> None:
+    """Runs the CLI on ``args`` (default: the command line)."""
+    TrainCLI(
+        SequenceClassifier,
+        TextClassificationDataModule,
+        trainer_defaults={"logger": {"class_path": "lightning.pytorch.loggers.TensorBoardLogger",
+                                     "init_args": {"save_dir": "runs"}}},
+        parser_kwargs={"allow_abbrev": False},  # a misspelt option is an error, not a prefix of another
+        save_config_kwargs={"overwrite": True},  # a resumed run writes into its earlier folder
+        args=args,
+    )
+
+
+if __name__ == "__main__":
+    main()
