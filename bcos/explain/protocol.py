@@ -1,0 +1,159 @@
+"""The explainer protocol: every method maps ``(input_ids, attention_mask, target)`` to per-token scores.
+
+An explainer wraps a model that is called as ``model(input_ids=..., attention_mask=..., [position_ids=...])``
+and returns logits (a tensor or an output with ``.logits``): ``[batch, classes]`` for sequence classifiers,
+``[batch, seq, vocab]`` for causal language models (then the logits at the last real token are explained).
+Post-hoc methods explain the *target logit* (not its probability).
+"""
+from __future__ import annotations
+
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import ClassVar
+
+import torch
+from torch import nn
+
+from ..convert.adapters import ADAPTERS
+
+
+@dataclass
+class Attribution:
+    """Per-token attribution scores of one explainer call.
+
+    Attributes:
+        scores: ``[batch, seq]`` float scores; exactly 0 at padding.
+        target: ``[batch]`` the explained class (or vocabulary item for language models).
+        seconds: wall time of the whole ``attribute`` call (CUDA synchronised).
+    """
+
+    scores: torch.Tensor
+    target: torch.Tensor
+    seconds: float
+
+
+def content_mask(input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                 special_token_ids: Iterable[int] = ()) -> torch.Tensor:
+    """``[batch, seq]`` bool: real tokens that are not special tokens (what explainers perturb, metrics rank)."""
+    special = torch.isin(input_ids, torch.as_tensor(list(special_token_ids), dtype=input_ids.dtype,
+                                                    device=input_ids.device))
+    return attention_mask.bool() & ~special
+
+
+def tokenizer_special_ids(tokenizer) -> list[int]:
+    """A tokenizer's special-token ids, without [UNK] (an unknown token stands for a word of the text) unless it
+    doubles as another special token (GPT-2's ``<|endoftext|>``)."""
+    roles = {getattr(tokenizer, f"{role}_token_id", None) for role in ("bos", "eos", "pad", "cls", "sep", "mask")}
+    return sorted(i for i in set(tokenizer.all_special_ids) if i != tokenizer.unk_token_id or i in roles)
+
+
+def real_positions(attention_mask: torch.Tensor) -> torch.Tensor:
+    """``[batch, seq]`` position ids counted over real tokens only (left padding does not shift them)."""
+    return (attention_mask.long().cumsum(-1) - 1).clamp_min(0)
+
+
+def last_real_token(attention_mask: torch.Tensor) -> torch.Tensor:
+    """``[batch]`` index of the last attended token of each row (left or right padding)."""
+    arange = torch.arange(attention_mask.shape[-1], device=attention_mask.device)
+    return (attention_mask.bool() * (arange + 1)).argmax(dim=-1)
+
+
+def is_causal(model: nn.Module) -> bool:
+    """Whether ``model`` is a decoder of a supported family (by ``config.model_type``); False otherwise."""
+    adapter = ADAPTERS.get(getattr(getattr(model, "config", None), "model_type", None))
+    return adapter is not None and adapter.causal
+
+
+class Explainer(ABC):
+    """Base class: timing, target resolution, padding and the model call shared by all methods.
+
+    Args:
+        model: the model to explain (in eval mode unless noise is intended).
+        special_token_ids: ids of special tokens ([CLS], [SEP], BOS, ...); methods that perturb tokens never
+            perturb them, and IG keeps them in its reference.
+        causal: whether the model is a decoder (position ids counted over real tokens, LM logits at the last
+            real token); default: looked up from ``config.model_type``.
+
+    Scores come back in the model's floating dtype promoted to at least float32.
+    """
+
+    name: ClassVar[str]
+
+    def __init__(self, model: nn.Module, special_token_ids: Iterable[int] = (), *, causal: bool | None = None) -> None:
+        self.model = model
+        self.special_token_ids = tuple(int(i) for i in special_token_ids)
+        self.causal = is_causal(model) if causal is None else causal
+        parameter_dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), torch.float32)
+        self.dtype = torch.promote_types(parameter_dtype, torch.float32)
+
+    def attribute(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                  target: int | torch.Tensor | None = None) -> Attribution:
+        """Explain ``target`` (``[batch]``, an int, or None for the predicted class) for ``input_ids [batch, seq]``.
+
+        Works inside ``torch.no_grad()`` / ``torch.inference_mode()``; leaves no ``.grad`` behind.
+        """
+        start = time.perf_counter()
+        with torch.inference_mode(False), torch.enable_grad():
+            input_ids = input_ids.clone()
+            attention_mask = torch.ones_like(input_ids) if attention_mask is None else attention_mask.clone()
+            if target is None:
+                with torch.no_grad():
+                    target = self.logits(input_ids, attention_mask).argmax(dim=-1)
+            target = torch.as_tensor(target, device=input_ids.device).long().expand(input_ids.shape[0]).clone()
+            scores = self._scores(input_ids, attention_mask, target).detach()
+        scores = scores.to(self.dtype).masked_fill(attention_mask == 0, 0.0)
+        if scores.is_cuda:
+            torch.cuda.synchronize(scores.device)
+        return Attribution(scores, target, time.perf_counter() - start)
+
+    @abstractmethod
+    def _scores(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """``[batch, seq]`` scores for ``target [batch]`` (padding is zeroed by the caller)."""
+
+    def model_outputs(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, **kwargs):
+        """The model's raw outputs; decoders get position ids counted over real tokens."""
+        if self.causal:
+            kwargs.setdefault("position_ids", real_positions(attention_mask))
+        return self.model(input_ids=input_ids, attention_mask=attention_mask, **kwargs)
+
+    def logits(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """``[batch, classes]`` logits; for language models those at the last real token."""
+        outputs = self.model_outputs(input_ids, attention_mask)
+        logits = getattr(outputs, "logits", outputs)
+        if logits.dim() == 3:
+            if not self.causal:
+                raise ValueError("token-level logits of an encoder (masked LM) need a position; explain a sequence "
+                                 "classifier or a causal language model")
+            logits = logits[torch.arange(logits.shape[0], device=logits.device), last_real_token(attention_mask)]
+        return logits
+
+    def content(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """``[batch, seq]`` bool: real, non-special tokens."""
+        return content_mask(input_ids, attention_mask, self.special_token_ids)
+
+
+class TokenBaselineExplainer(Explainer):
+    """An explainer that compares the input with a reference where content tokens become ``baseline_token_id``.
+
+    Args:
+        baseline_token_id: the replacement token; default ``config.pad_token_id`` (else ``eos_token_id``).
+            Pass the [MASK] id to use masking for encoders.
+    """
+
+    def __init__(self, model: nn.Module, special_token_ids: Iterable[int] = (), *, baseline_token_id: int | None = None,
+                 causal: bool | None = None) -> None:
+        super().__init__(model, special_token_ids, causal=causal)
+        if baseline_token_id is None:
+            config = getattr(model, "config", None)
+            baseline_token_id = getattr(config, "pad_token_id", None)
+            if baseline_token_id is None:
+                baseline_token_id = getattr(config, "eos_token_id", None)
+            if baseline_token_id is None:
+                raise ValueError("the model config has neither pad_token_id nor eos_token_id: pass baseline_token_id")
+        self.baseline_token_id = int(baseline_token_id)
+
+    def reference_ids(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """``[batch, seq]``: the baseline token at content positions; special tokens and padding kept."""
+        return input_ids.masked_fill(self.content(input_ids, attention_mask), self.baseline_token_id)
