@@ -1,5 +1,9 @@
-"""Explanations: exact B-cos contributions (and, later, post-hoc baselines behind the same protocol)."""
+"""Explanations: exact B-cos contributions and post-hoc baselines behind one explainer protocol."""
 from .bcos_explanation import Explanation, explain
+from .protocol import Attribution, Explainer, content_mask, tokenizer_special_ids
+from .registry import EXPLAINERS, get_explainer
 from .words import merge_subwords, token_strings
 
-__all__ = ["Explanation", "explain", "merge_subwords", "token_strings"]
+__all__ = ["Explanation", "explain", "merge_subwords", "token_strings",
+           "Attribution", "Explainer", "EXPLAINERS", "content_mask", "get_explainer",
+           "tokenizer_special_ids"]

@@ -1,0 +1,79 @@
+"""Gradient-based post-hoc explainers on the word-embedding layer (Captum): IG, InputXGradient, Saliency.
+
+All three attribute the target logit to the output of ``model.get_input_embeddings()`` and reduce the hidden
+dimension to one score per token.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import torch
+from captum.attr import LayerGradientXActivation, LayerIntegratedGradients
+from torch import nn
+
+from .protocol import Explainer, TokenBaselineExplainer
+
+
+class IntegratedGradientsExplainer(TokenBaselineExplainer):
+    """Integrated Gradients (``LayerIntegratedGradients`` on the word embeddings), summed over the hidden dim.
+
+    The reference replaces every content token by ``baseline_token_id`` ([PAD] by default) and keeps special
+    tokens and padding, so those get exactly 0 (as does any token that equals its reference).
+
+    Args:
+        n_steps: integration steps; method: Captum's integration rule ("gausslegendre", "riemann_trapezoid", ...).
+        internal_batch_size: forward/backward chunk size over ``batch * n_steps`` rows (None: all at once).
+    """
+
+    name = "integrated_gradients"
+
+    def __init__(self, model: nn.Module, special_token_ids: Iterable[int] = (), *, n_steps: int = 50,
+                 method: str = "gausslegendre", internal_batch_size: int | None = None,
+                 baseline_token_id: int | None = None, causal: bool | None = None) -> None:
+        super().__init__(model, special_token_ids, baseline_token_id=baseline_token_id, causal=causal)
+        self.n_steps = n_steps
+        self.method = method
+        self.internal_batch_size = internal_batch_size
+
+    def _scores(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        reference = self.reference_ids(input_ids, attention_mask)
+        attributions = LayerIntegratedGradients(self.logits, self.model.get_input_embeddings()).attribute(
+            input_ids, baselines=reference, target=target, additional_forward_args=(attention_mask,),
+            n_steps=self.n_steps, method=self.method, internal_batch_size=self.internal_batch_size)
+        return attributions.sum(dim=-1).masked_fill(input_ids == reference, 0.0)
+
+
+def embedding_gradients(explainer: Explainer, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                        target: torch.Tensor, multiply_by_inputs: bool) -> torch.Tensor:
+    """``[batch, seq, hidden]``: d target logit / d word embedding, times the embedding if ``multiply_by_inputs``."""
+    layer = LayerGradientXActivation(explainer.logits, explainer.model.get_input_embeddings(),
+                                     multiply_by_inputs=multiply_by_inputs)
+    return layer.attribute(input_ids, target=target, additional_forward_args=(attention_mask,))
+
+
+class InputXGradientExplainer(Explainer):
+    """Gradient x input on the word embeddings, summed over the hidden dimension (signed)."""
+
+    name = "input_x_gradient"
+
+    def _scores(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return embedding_gradients(self, input_ids, attention_mask, target, multiply_by_inputs=True).sum(dim=-1)
+
+
+class SaliencyExplainer(Explainer):
+    """Saliency: the p-norm over the hidden dimension of the gradient at the word embeddings (non-negative).
+
+    Args:
+        norm: the p of the norm (2: L2 norm; 1: sum of absolute gradients).
+    """
+
+    name = "saliency"
+
+    def __init__(self, model: nn.Module, special_token_ids: Iterable[int] = (), *, norm: float = 2.0,
+                 causal: bool | None = None) -> None:
+        super().__init__(model, special_token_ids, causal=causal)
+        self.norm = norm
+
+    def _scores(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        gradients = embedding_gradients(self, input_ids, attention_mask, target, multiply_by_inputs=False)
+        return torch.linalg.vector_norm(gradients, ord=self.norm, dim=-1)
