@@ -134,7 +134,8 @@ def erasure_metrics(
     drops = (predicted[:batch] - predicted[batch:].view(len(metrics), len(fractions), batch)).permute(0, 2, 1)
     settings = {"fractions": [float(f) for f in fractions], "mode": mode, "replacement_id": replacement_id,
                 "pad_token_id": pad_token_id, "padding_side": padding_side, "special_token_ids": special_token_ids,
-                "k": "max(1, floor(fraction * n_content_tokens))", "ranking": "signed score, descending, ties by position",
+                "k": "max(1, floor(fraction * n_content_tokens))",
+                "ranking": "signed score, descending, ties by position",
                 "score": "p(original prediction) before minus after, softmax", "scale": 100}
     results = {}
     for metric, metric_drops in zip(metrics, drops):

@@ -35,10 +35,11 @@ def spans(selected: torch.Tensor) -> list[tuple[int, int]]:
 def iou(a: tuple[int, int], b: tuple[int, int]) -> float:
     """Intersection over union of two ``[start, end)`` spans."""
     intersection = max(0, min(a[1], b[1]) - max(a[0], b[0]))
-    return intersection / (max(a[1], b[1]) - min(a[0], b[0]))
+    return intersection / ((a[1] - a[0]) + (b[1] - b[0]) - intersection)
 
 
 def f1(precision: float, recall: float) -> float:
+    """Harmonic mean, 0 when either is 0."""
     return 0.0 if precision == 0 or recall == 0 else 2 * precision * recall / (precision + recall)
 
 

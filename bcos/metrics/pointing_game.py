@@ -127,22 +127,20 @@ class PointingGameResult:
     settings: dict
 
 
-def pointing_game(scores: torch.Tensor, instances: SeqPGInstances, *, include_special: bool = False) -> PointingGameResult:
+def pointing_game(scores: torch.Tensor, instances: SeqPGInstances, *,
+                  include_special: bool = False) -> PointingGameResult:
     """Score ``scores [instances, segments, seq]``: row ``[i, j]`` explains ``instances.labels[i, j]``.
 
     A segment scores (positive mass inside it) / (positive mass over all segments); 0 when there is no positive
     mass. ``include_special=True`` counts the special tokens around the segments in the denominator too.
     """
-    n, n_segments, seq = scores.shape
-    positions = torch.arange(seq, device=scores.device)
+    positions = torch.arange(scores.shape[-1], device=scores.device)
     spans = instances.spans.to(scores.device)
     inside = (positions >= spans[..., :1]) & (positions < spans[..., 1:])  # [instances, segments, seq]
-    counted = torch.ones(n, 1, seq, dtype=torch.bool, device=scores.device) if include_special \
-        else inside.any(dim=1, keepdim=True)
     positive = scores.clamp_min(0)
-    total = (positive * counted).sum(dim=-1)
+    total = positive.sum(dim=-1) if include_special else (positive * inside.any(dim=1, keepdim=True)).sum(dim=-1)
     hit = (positive * inside).sum(dim=-1)
-    per_segment = torch.where(total > 0, hit / total.where(total > 0, torch.ones_like(total)), torch.zeros_like(total))
+    per_segment = torch.where(total > 0, hit / total, torch.zeros_like(total))
     per_instance = per_segment.mean(dim=-1)
     settings = {"include_special": include_special, "no_positive_mass": 0.0, **instances.settings}
     return PointingGameResult(per_segment, per_instance, float(per_instance.mean()), settings)
