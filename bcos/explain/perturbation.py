@@ -68,6 +68,8 @@ class SamplingExplainer(TokenBaselineExplainer):
         perturbations_per_eval: perturbations per forward pass.
         seed: seed of the CPU generator Captum samples from, reset for every example so that an example's
             explanation does not depend on its batch (None: the global RNG state as it is).
+
+    Subclasses take these (and ``baseline_token_id``, ``causal``) as keyword ``options``.
     """
 
     def __init__(self, model: nn.Module, special_token_ids: Iterable[int] = (), *, n_samples: int,
