@@ -1,0 +1,4 @@
+"""``python -m bcos.evaluate``: see :mod:`bcos.evaluate.cli`."""
+from .cli import main
+
+main()

@@ -1,0 +1,171 @@
+"""``python -m bcos.evaluate``: explain a split with every method, score every metric, write the table.
+
+    python -m bcos.evaluate --bcos runs/bcos/version_0/hf_export --conventional runs/conv/version_0/hf_export \\
+        --dataset sst2 --split validation --max-examples 200 --out results/sst2
+
+B-cos explains the B-cos model, the post-hoc methods explain the conventional model (and, with
+``--posthoc-on-bcos``, the B-cos model too). Models are Hugging Face folders (a run's ``hf_export/``) or Lightning
+``.ckpt`` files. Writes ``results.md``, ``results.csv`` and ``results.json`` into ``--out``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+from collections.abc import Sequence
+from datetime import datetime, timezone
+from typing import Any
+
+import captum
+import torch
+import transformers
+from tqdm.auto import tqdm
+
+from .. import __version__
+from ..explain import EXPLAINERS
+from ..metrics import DEFAULT_FRACTIONS
+from .core import METRICS, Classifier, MetricSettings, accuracy, score_method, seqpg_instances
+from .data import read_rows, split_file, tokenize_rows
+from .models import load_classifier
+from .report import write_report
+
+POSTHOC = tuple(name for name in EXPLAINERS if name != "bcos")
+
+
+def _names(text: str) -> list[str]:
+    return [name.strip() for name in text.split(",") if name.strip()]
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m bcos.evaluate", description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--bcos", help="the B-cos model: a Hugging Face folder (hf_export/) or a Lightning .ckpt")
+    p.add_argument("--conventional", help="the conventional model of the same task (folder or .ckpt)")
+    p.add_argument("--dataset", default="sst2", help="sst2, imdb, ag_news, hatexplain ($BCOS_DATA_DIR/<name>/), a "
+                   "folder of <split>.jsonl files, or a .jsonl file")
+    p.add_argument("--split", default="validation")
+    p.add_argument("--methods", type=_names, default=None,
+                   help=f"comma-separated, of: {', '.join(EXPLAINERS)} (default: bcos with --bcos, every post-hoc "
+                   "method with --conventional)")
+    p.add_argument("--method-params", type=json.loads, default={},
+                   help='JSON of explainer parameters by method, e.g. \'{"integrated_gradients": {"n_steps": 20}}\'')
+    p.add_argument("--posthoc-on-bcos", action="store_true", help="also explain the B-cos model with post-hoc methods")
+    p.add_argument("--metrics", type=_names, default=list(METRICS),
+                   help="comma-separated; plausibility applies to data with rationales (hatexplain)")
+    p.add_argument("--max-examples", type=int, default=None, help="the first N usable examples of the split")
+    p.add_argument("--max-length", type=int, default=64, help="tokens per example (truncation)")
+    p.add_argument("--fractions", type=lambda text: [float(f) for f in _names(text)], default=list(DEFAULT_FRACTIONS))
+    p.add_argument("--seqpg-segment-length", type=int, default=10)
+    p.add_argument("--seqpg-segments", type=int, default=2)
+    p.add_argument("--seqpg-confidence", type=float, default=0.5)
+    p.add_argument("--seqpg-instances", type=int, default=None, help="at most this many pointing-game instances")
+    p.add_argument("--seed", type=int, default=0, help="seed of the pointing-game pairing")
+    p.add_argument("--batch-size", type=int, default=16, help="examples per explainer call")
+    p.add_argument("--bcos-logit-scale", type=float, default=None,
+                   help="inverse temperature of the B-cos model's probabilities (default: the .ckpt's, 1 for folders)")
+    p.add_argument("--conventional-logit-scale", type=float, default=None)
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--out", required=True, help="output folder")
+    return p
+
+
+def plan(args: argparse.Namespace) -> list[tuple[str, str]]:
+    """The ``(method, model role)`` pairs to run; raises ValueError for methods that cannot run."""
+    if not (args.bcos or args.conventional):
+        raise ValueError("give --bcos and/or --conventional")
+    unknown = [name for name in args.methods or () if name not in EXPLAINERS]
+    if unknown:
+        raise ValueError(f"unknown methods {unknown}; known methods: {', '.join(EXPLAINERS)}")
+    unknown = sorted(set(args.method_params) - set(EXPLAINERS))
+    if unknown:
+        raise ValueError(f"--method-params names unknown methods {unknown}; known methods: {', '.join(EXPLAINERS)}")
+    unknown = sorted(set(args.metrics) - set(METRICS))
+    if unknown:
+        raise ValueError(f"unknown metrics {unknown}; known metrics: {', '.join(METRICS)}")
+    posthoc_roles = [role for role, given in (("conventional", args.conventional),
+                                              ("bcos", args.bcos and args.posthoc_on_bcos)) if given]
+    methods = args.methods or ([name for name in EXPLAINERS if name != "bcos" or args.bcos]
+                               if posthoc_roles else ["bcos"])
+    if "bcos" in methods and not args.bcos:
+        raise ValueError("method bcos needs a B-cos model: give --bcos")
+    if any(name in POSTHOC for name in methods) and not posthoc_roles:
+        raise ValueError("post-hoc methods need --conventional (or --bcos with --posthoc-on-bcos)")
+    return [(name, "bcos") if name == "bcos" else (name, role) for name in methods
+            for role in (["bcos"] if name == "bcos" else posthoc_roles)]
+
+
+def load_models(args: argparse.Namespace) -> dict[str, Classifier]:
+    """The models by role, checked to be B-cos (``--bcos``) and conventional (``--conventional``)."""
+    models = {}
+    for role, path, scale in (("bcos", args.bcos, args.bcos_logit_scale),
+                              ("conventional", args.conventional, args.conventional_logit_scale)):
+        if path:
+            classifier = load_classifier(path, scale)
+            if classifier.is_bcos != (role == "bcos"):
+                kind = "a B-cos" if classifier.is_bcos else "a conventional"
+                raise ValueError(f"--{role} {path} holds {kind} model")
+            classifier.model.to(args.device)
+            models[role] = classifier
+    return models
+
+
+def _explainer_settings(explainer) -> dict[str, Any]:
+    """The explainer's effective parameters (its plain attributes)."""
+    return {key: value for key, value in vars(explainer).items()
+            if isinstance(value, (bool, int, float, str, tuple, type(None)))}
+
+
+def evaluate(args: argparse.Namespace, runs: list[tuple[str, str]], models: dict[str, Classifier],
+             rows: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Score every ``(method, role)`` of ``runs`` on ``rows``; returns the table rows and the settings summary."""
+    settings = MetricSettings(args.metrics, args.fractions, args.seqpg_segment_length, args.seqpg_segments,
+                              args.seqpg_confidence, args.seqpg_instances, args.seed, args.batch_size)
+    examples = {role: tokenize_rows(rows, model.tokenizer, args.max_length).to(args.device)
+                for role, model in models.items()}
+    accuracies = {role: accuracy(model, examples[role]) for role, model in models.items()}
+    instances = {role: seqpg_instances(model, examples[role], settings) if "seqpg" in args.metrics else None
+                 for role, model in models.items()}
+    table, details, explainers = [], {}, {}
+    for method, role in runs:
+        classifier = models[role]
+        explainer = classifier.explainer(method, args.method_params.get(method))
+        with tqdm(total=len(rows), desc=f"{method} ({role})", unit="ex") as bar:
+            result = score_method(classifier, explainer, examples[role], instances[role], settings, bar.update)
+        table.append({"method": method, "model": role, **result.scores,
+                      "seconds_per_example": result.seconds_per_example, "model_accuracy": accuracies[role],
+                      "n_examples": len(rows), "n_seqpg_instances": result.n_seqpg_instances})
+        details[f"{method} ({role})"] = result.settings
+        explainers[f"{method} ({role})"] = _explainer_settings(explainer)
+    summary = {
+        "dataset": args.dataset, "split": args.split, "n_examples": len(rows),
+        "models": {role: {"path": model.source, "accuracy": accuracies[role], "logit_scale": model.logit_scale,
+                          "architecture": type(model.model).__name__, "bcos": getattr(model.model.config, "bcos", None)}
+                   for role, model in models.items()},
+        "settings": {**vars(args), "metric_settings": vars(settings)},
+        "explainers": explainers, "metric_settings_by_run": details,
+        "versions": {"bcos": __version__, "python": platform.python_version(), "torch": torch.__version__,
+                     "transformers": transformers.__version__, "captum": captum.__version__},
+        "command": " ".join(["python -m bcos.evaluate", *sys.argv[1:]]),
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+    return table, summary
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    """Run the command on ``argv`` (default: the command line); returns the written summary with ``results`` and
+    ``files``. Bad inputs exit with a usage error (status 2) that says what is wrong."""
+    p = parser()
+    args = p.parse_args(argv)
+    try:
+        runs = plan(args)
+        data_file = split_file(args.dataset, args.split)
+        rows, skipped = read_rows(data_file, args.max_examples)
+        models = load_models(args)
+    except (ValueError, FileNotFoundError) as error:
+        p.error(str(error))
+    table, summary = evaluate(args, runs, models, rows)
+    summary.update(data_file=str(data_file), skipped_rows=skipped)
+    files = write_report(args.out, table, summary)
+    print(files["md"].read_text(encoding="utf-8"))
+    return {**summary, "results": table, "files": {kind: str(path) for kind, path in files.items()}}

@@ -1,0 +1,38 @@
+"""Loading trained classifiers: Hugging Face exports and Lightning checkpoints."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..hub import load_model, load_tokenizer
+from .core import Classifier
+
+
+def load_classifier(path: str | Path, logit_scale: float | None = None) -> Classifier:
+    """Load a fine-tuned sequence classifier (in eval mode, on the CPU) with its tokenizer.
+
+    Args:
+        path: a Hugging Face model folder (the ``hf_export/`` a training run writes; B-cos or conventional), or a
+            Lightning ``.ckpt`` of ``lightning_modules.SequenceClassifier`` (needs the training extras; Lightning
+            is imported only then).
+        logit_scale: the inverse temperature of the probabilities; None: the checkpoint's ``logit_scale`` (1 for
+            a Hugging Face folder, which does not store one).
+
+    Raises:
+        FileNotFoundError: ``path`` does not exist.
+        ValueError: ``path`` is neither a ``.ckpt`` file nor a folder with a ``config.json``.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"model not found: {path} (expected a Hugging Face model folder, e.g. a training "
+                                "run's hf_export/, or a Lightning .ckpt file)")
+    if path.is_file() and path.suffix == ".ckpt":
+        from lightning_modules import SequenceClassifier  # lazy: the library does not depend on Lightning
+
+        module = SequenceClassifier.load_from_checkpoint(path, map_location="cpu")
+        model, tokenizer = module.model, load_tokenizer(module.hparams.model_name_or_path)
+        saved_scale = float(module.logit_scale)
+    elif (path / "config.json").is_file():
+        model, tokenizer, saved_scale = load_model(str(path)), load_tokenizer(str(path)), 1.0
+    else:
+        raise ValueError(f"{path} is neither a Lightning .ckpt file nor a Hugging Face model folder (no config.json)")
+    return Classifier(model.eval(), tokenizer, saved_scale if logit_scale is None else logit_scale, str(path))
