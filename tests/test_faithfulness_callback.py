@@ -43,12 +43,12 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
-def train_tiny(base: Path, data: Path, cache: Path, bcos: bool = True, steps: int = 40) -> SequenceClassifier:
+def train_tiny(base: Path, data: Path, cache: Path, is_bcos: bool = True, steps: int = 40) -> SequenceClassifier:
     """``base`` fine-tuned on the tiny ``data`` until it classifies it correctly (a random tiny model predicts one
-    class everywhere, which leaves the pointing game without instances)."""
+    class everywhere, which leaves the pointing game without instances). ``module.trainer`` can still save it."""
     L.seed_everything(0)
     datamodule = TextClassificationDataModule(str(data), str(base), batch_size=8, max_length=32, cache_dir=str(cache))
-    module = SequenceClassifier(str(base), bcos=bcos, learning_rate=1e-2)
+    module = SequenceClassifier(str(base), bcos=is_bcos, learning_rate=1e-2)
     L.Trainer(accelerator="cpu", devices=1, max_steps=steps, limit_val_batches=0, logger=False,
               enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False).fit(module, datamodule)
     return module.eval()

@@ -1,0 +1,158 @@
+"""``python -m bcos.evaluate``: the table it writes (Markdown, CSV, JSON) holds what ``bcos.explain`` and
+``bcos.metrics`` give when called directly on the same inputs; bad inputs fail with clear errors."""
+from __future__ import annotations
+
+import csv
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+import bcos
+from bcos.evaluate.cli import main
+from bcos.explain import get_explainer, tokenizer_special_ids
+from bcos.metrics import build_seqpg_instances, erasure_metrics, plausibility, pointing_game, special_affixes
+from lightning_modules import SequenceClassifier, export_hf
+from test_faithfulness_callback import train_tiny
+from test_training import make_tiny_model, write_tiny_data
+
+N_EXAMPLES = 8
+PARAMS = {"integrated_gradients": {"n_steps": 4}, "lime": {"n_samples": 16}}
+ROWS = [("bcos", "bcos"), ("integrated_gradients", "conventional"), ("integrated_gradients", "bcos"),
+        ("lime", "conventional"), ("lime", "bcos")]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory) -> dict[str, Path]:
+    """A trained tiny B-cos model as a Lightning checkpoint, a trained conventional one as a Hugging Face folder,
+    and evaluation data whose rationale is the word that gives the label away (the second one)."""
+    root = tmp_path_factory.mktemp("tiny_evaluate")
+    data = write_tiny_data(root / "data", {"train": 32, "validation": 12})
+    base = make_tiny_model(root / "base")
+    train_tiny(base, data, root / "cache").trainer.save_checkpoint(root / "bcos.ckpt")
+    conventional = train_tiny(base, data, root / "cache", is_bcos=False, steps=20)
+    export_hf(conventional.model, bcos.load_tokenizer(str(base)), root / "conventional")
+    rows = [json.loads(line) for line in (data / "validation.jsonl").read_text().splitlines()]
+    (root / "eval").mkdir()
+    (root / "eval" / "validation.jsonl").write_text("".join(
+        json.dumps({**row, "rationale": [int(i == 1) for i in range(len(row["text"].split()))]}) + "\n"
+        for row in rows))
+    (root / "eval" / "test.jsonl").write_text(json.dumps({"text": " ", "label": 0}) + "\n")
+    return {"bcos": root / "bcos.ckpt", "conventional": root / "conventional", "data": root / "eval"}
+
+
+def run(tiny: dict[str, Path], out: Path, *extra: str) -> dict:
+    return main(["--bcos", str(tiny["bcos"]), "--conventional", str(tiny["conventional"]),
+                 "--dataset", str(tiny["data"]), "--split", "validation", "--max-examples", str(N_EXAMPLES),
+                 "--seqpg-segment-length", "3", "--method-params", json.dumps(PARAMS), "--out", str(out), *extra])
+
+
+@pytest.fixture(scope="module")
+def evaluated(tiny, tmp_path_factory) -> dict:
+    out = tmp_path_factory.mktemp("evaluation")
+    return run(tiny, out, "--methods", "bcos,integrated_gradients,lime", "--posthoc-on-bcos")
+
+
+def direct(model: torch.nn.Module, scale: float, tokenizer, method: str, rows: list[dict]) -> dict[str, float]:
+    """Every score of ``method`` on ``rows``, from ``bcos.explain`` / ``bcos.metrics`` called directly."""
+    batch = tokenizer([row["text"] for row in rows], padding=True, truncation=True, max_length=64,
+                      return_tensors="pt", return_offsets_mapping=True)
+    ids, mask, labels = batch["input_ids"], batch["attention_mask"], torch.tensor([row["label"] for row in rows])
+
+    def predict_proba(input_ids, attention_mask):
+        with torch.no_grad():
+            return (model(input_ids=input_ids, attention_mask=attention_mask).logits * scale).softmax(-1)
+
+    explainer = get_explainer(method, model, tokenizer, **PARAMS.get(method, {}))
+    scores = explainer.attribute(ids, mask).scores
+    special = tokenizer_special_ids(tokenizer)
+    erasure = erasure_metrics(predict_proba, ids, mask, scores, replacement_id=tokenizer.mask_token_id,
+                              special_token_ids=special, pad_token_id=tokenizer.pad_token_id)
+    prefix, suffix = special_affixes(tokenizer)
+    instances = build_seqpg_instances(predict_proba, ids, mask, labels, segment_length=3, prefix_ids=prefix,
+                                      suffix_ids=suffix, special_token_ids=special)
+    assert len(instances) > 0
+    segments = instances.labels.shape[1]
+    segment_scores = explainer.attribute(instances.input_ids.repeat_interleave(segments, 0),
+                                         instances.attention_mask.repeat_interleave(segments, 0),
+                                         instances.labels.flatten()).scores
+    # the tokenizer's own words: the whitespace words here, as the texts have no punctuation
+    word_ids = torch.tensor([[-1 if word is None else word for word in batch.word_ids(i)] for i in range(len(rows))])
+    rationale = torch.tensor([row["rationale"] for row in rows])
+    plausible = plausibility(scores, word_ids, rationale)
+    return {"comprehensiveness": erasure["comprehensiveness"].mean, "sufficiency": erasure["sufficiency"].mean,
+            "seqpg": pointing_game(segment_scores.view(len(instances), segments, -1), instances).mean,
+            "plausibility_auprc": plausible.auprc, "plausibility_token_f1": plausible.token_f1,
+            "plausibility_iou_f1": plausible.iou_f1,
+            "model_accuracy": float((predict_proba(ids, mask).argmax(-1) == labels).float().mean())}
+
+
+def test_the_table_holds_what_the_metrics_give_directly(evaluated, tiny):
+    files = {kind: Path(path) for kind, path in evaluated["files"].items()}
+    with files["csv"].open() as file:
+        table = list(csv.DictReader(file))
+    scores = ["comprehensiveness", "sufficiency", "seqpg", "plausibility_auprc", "plausibility_token_f1",
+              "plausibility_iou_f1"]
+    assert list(table[0]) == ["method", "model", *scores, "seconds_per_example", "model_accuracy", "n_examples",
+                              "n_seqpg_instances"]
+    assert [(row["method"], row["model"]) for row in table] == ROWS
+    saved = json.loads(files["json"].read_text())
+    assert saved["n_examples"] == N_EXAMPLES and saved["settings"]["method_params"] == PARAMS
+    assert saved["explainers"]["lime (bcos)"]["n_samples"] == 16 and saved["explainers"]["lime (bcos)"]["seed"] == 0
+    assert saved["metric_settings_by_run"]["bcos (bcos)"]["comprehensiveness"]["replacement_id"] == 103  # [MASK]
+    assert {"torch", "transformers", "captum", "bcos"} <= set(saved["versions"])
+    markdown = files["md"].read_text()
+    assert "| method | model | Comp ↑ | Suff ↓ | SeqPG ↑ |" in markdown and "| bcos | bcos |" in markdown
+
+    rows = [json.loads(line) for line in (tiny["data"] / "validation.jsonl").read_text().splitlines()][:N_EXAMPLES]
+    module = SequenceClassifier.load_from_checkpoint(tiny["bcos"]).eval()
+    tokenizer = bcos.load_tokenizer(str(tiny["conventional"]))
+    models = {"bcos": (module.model, float(module.logit_scale)),
+              "conventional": (bcos.load_model(str(tiny["conventional"])).eval(), 1.0)}
+    for row, saved_row in zip(table, saved["results"]):
+        expected = direct(*models[row["model"]], tokenizer, row["method"], rows)
+        for name, value in expected.items():
+            assert float(row[name]) == pytest.approx(value, rel=1e-5, abs=1e-6), (row["method"], row["model"], name)
+            assert saved_row[name] == pytest.approx(value, rel=1e-5, abs=1e-6)
+        assert math.isfinite(float(row["seconds_per_example"])) and float(row["seconds_per_example"]) > 0
+    assert saved["models"]["bcos"]["accuracy"] == pytest.approx(float(table[0]["model_accuracy"]))
+    assert saved["models"]["bcos"]["logit_scale"] == pytest.approx(float(module.logit_scale))
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"--bcos": "missing/model"}, "model not found: missing/model"),
+    ({"--methods": "bcos,lime2"}, "unknown methods ['lime2']; known methods: bcos, integrated_gradients"),
+    ({"--dataset": "sst3"}, "unknown dataset 'sst3'"),
+    ({"--split": "train"}, "split 'train' of dataset"),
+    ({"--split": "test"}, "has no examples with a non-empty text and a label (empty split)"),
+    ({"--metrics": "comprehensiveness,aopc"}, "unknown metrics ['aopc']"),
+    ({"--bcos": "CONVENTIONAL"}, "holds a conventional model"),
+])
+def test_bad_inputs_fail_with_a_clear_error(tiny, tmp_path, capsys, change, message):
+    options = {"--bcos": str(tiny["bcos"]), "--conventional": str(tiny["conventional"]),
+               "--dataset": str(tiny["data"]), "--split": "validation", "--methods": "bcos"}
+    options.update({key: str(tiny["conventional"]) if value == "CONVENTIONAL" else value
+                    for key, value in change.items()})
+    with pytest.raises(SystemExit) as exit_info:
+        main([item for pair in options.items() for item in pair] + ["--out", str(tmp_path)])
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "results.json").exists()
+
+
+def test_the_command_does_not_import_lightning():
+    code = "import sys, bcos.evaluate.cli; print(sorted(m for m in sys.modules if m.startswith('lightning')))"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"
