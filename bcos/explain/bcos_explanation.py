@@ -8,6 +8,7 @@ from torch import nn
 
 from ..convert.adapters import adapter_for, transformer_blocks
 from ..nn.mode import explanation_mode
+from .protocol import last_real_token, real_positions
 
 Target = int | torch.Tensor | str | None
 
@@ -72,9 +73,7 @@ def _explained_position(logits: torch.Tensor, attention_mask: torch.Tensor, posi
         return torch.where(index < 0, index + seq, index)
     if not causal:
         raise ValueError("explaining a masked language model needs position= (the index of the masked token)")
-    # the last attended token of each row: works for left and right padding
-    arange = torch.arange(seq, device=attention_mask.device)
-    return (attention_mask.bool() * (arange + 1)).argmax(dim=-1)
+    return last_real_token(attention_mask)
 
 
 def explain(
@@ -118,7 +117,7 @@ def explain(
             model_kwargs = {k: v.clone() if isinstance(v, torch.Tensor) else v for k, v in model_kwargs.items()}
             if adapter.causal and "position_ids" not in model_kwargs:
                 # positions count real tokens only, so a left-padded row is explained as if it stood alone
-                model_kwargs["position_ids"] = (attention_mask.long().cumsum(-1) - 1).clamp_min(0)
+                model_kwargs["position_ids"] = real_positions(attention_mask)
             logits = model(input_ids=input_ids, attention_mask=attention_mask, **model_kwargs).logits
             return _attribute(logits, capture.hidden_states, input_ids, attention_mask, target, foil, position,
                               adapter.causal)
