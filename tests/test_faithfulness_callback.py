@@ -56,16 +56,21 @@ def train_tiny(base: Path, data: Path, cache: Path, is_bcos: bool = True, steps:
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory) -> dict[str, Path]:
-    """The tiny data and a tiny B-cos model already trained on it (Hugging Face export)."""
+    """The tiny data, a tiny B-cos model already trained on it and a conventional reference model (Hugging Face
+    exports)."""
     root = tmp_path_factory.mktemp("tiny_faithfulness")
     data = write_tiny_data(root / "data", {"train": 32, "validation": 12, "test": 4})
-    module = train_tiny(make_tiny_model(root / "base"), data, root / "cache")
-    return {"model": export_hf(module.model, bcos.load_tokenizer(str(root / "base")), root / "model"),
-            "data": data, "cache": root / "cache"}
+    base = make_tiny_model(root / "base")
+    tokenizer = bcos.load_tokenizer(str(base))
+    reference = train_tiny(base, data, root / "cache", is_bcos=False, steps=20)
+    return {"model": export_hf(train_tiny(base, data, root / "cache").model, tokenizer, root / "model"),
+            "reference": export_hf(reference.model, tokenizer, root / "reference"), "data": data,
+            "cache": root / "cache"}
 
 
-def write_config(folder: Path, tiny: dict[str, Path], **trainer) -> Path:
-    """A ``train.py`` config for the tiny model and data with the callback on, logging to ``folder/runs/tiny``."""
+def write_config(folder: Path, tiny: dict[str, Path], callback: dict | None = None, **trainer) -> Path:
+    """A ``train.py`` config for the tiny model and data with the callback on (``CALLBACK`` updated by
+    ``callback``), logging to ``folder/runs/tiny``; ``trainer`` overrides trainer options."""
     folder.mkdir(parents=True, exist_ok=True)
     config = {
         "seed_everything": 0,
@@ -73,7 +78,8 @@ def write_config(folder: Path, tiny: dict[str, Path], **trainer) -> Path:
                     "log_every_n_steps": 1, "enable_progress_bar": False, "enable_model_summary": False,
                     "logger": {"class_path": "lightning.pytorch.loggers.TensorBoardLogger",
                                "init_args": {"save_dir": str(folder / "runs"), "name": "tiny"}},
-                    "callbacks": [{"class_path": "callbacks.FaithfulnessCallback", "init_args": CALLBACK}],
+                    "callbacks": [{"class_path": "callbacks.FaithfulnessCallback",
+                                   "init_args": {**CALLBACK, **(callback or {})}}],
                     **trainer},
         "model": {"model_name_or_path": str(tiny["model"]), "learning_rate": 1e-4},
         "data": {"dataset": str(tiny["data"]), "batch_size": 8, "max_length": 32, "cache_dir": str(tiny["cache"])},
@@ -95,9 +101,10 @@ def run_in_process(*args: str) -> None:
 
 @pytest.fixture(scope="module")
 def fitted(tiny, tmp_path_factory) -> Path:
-    """``train.py fit`` for 4 steps with validation after steps 2 and 4; returns the run folder."""
+    """``train.py fit`` for 4 steps with validation after steps 2 and 4, with the conventional reference model;
+    returns the run folder."""
     folder = tmp_path_factory.mktemp("fit_faithfulness")
-    run_in_process("fit", "--config", str(write_config(folder, tiny)))
+    run_in_process("fit", "--config", str(write_config(folder, tiny, {"reference_checkpoint": str(tiny["reference"])})))
     return folder / "runs" / "tiny" / "version_0"
 
 
@@ -110,12 +117,17 @@ def events(run: Path) -> EventAccumulator:
 def test_fit_logs_every_configured_scalar_layout_and_heatmaps(fitted):
     logged = events(fitted)
     tags = logged.Tags()
-    for method in METHODS:
+    names = METHODS + [f"{method}@reference" for method in METHODS if method != "bcos"]
+    for name in names:
         for metric in METRICS:
-            values = [event.value for event in logged.Scalars(f"faithfulness/{metric}/{method}")]
-            assert len(values) == 2 and all(math.isfinite(value) for value in values), (metric, method, values)
-        times = [event.value for event in logged.Scalars(f"explain_time/{method}")]
+            values = [event.value for event in logged.Scalars(f"faithfulness/{metric}/{name}")]
+            assert len(values) == 2 and all(math.isfinite(value) for value in values), (metric, name, values)
+        times = [event.value for event in logged.Scalars(f"explain_time/{name}")]
         assert len(times) == 2 and all(value > 0 for value in times)
+    assert len([tag for tag in tags["scalars"] if tag.startswith("faithfulness/")]) == len(names) * len(METRICS)
+    # the reference model does not change: scored once, logged every time
+    reference = [event.value for event in logged.Scalars("faithfulness/comprehensiveness/lime@reference")]
+    assert reference[0] == reference[1]
     # logged with the validation metrics, not during the sanity check
     steps = [event.step for event in logged.Scalars("faithfulness/sufficiency/lime")]
     assert steps == [event.step for event in logged.Scalars("val/acc")]
