@@ -7,11 +7,12 @@
     python train.py fit --config configs/minilm_sst2_bcos.yaml --trainer.strategy ddp --trainer.devices 2
     python train.py fit --config configs/quickstart.yaml --print_config
 
-The model is named once (``model.model_name_or_path``; the data's tokenizer follows it) and the number of
-labels comes from the data. TensorBoard logs go to ``runs/<name>/version_<n>/``, checkpoints to its
-``checkpoints/`` (the best by ``val/acc``, and ``last.ckpt``: the state at the latest validation) and the best
-model in Hugging Face format to its ``hf_export/``. ``fit --ckpt_path last`` continues the newest run that
-has a ``last.ckpt`` in that folder (optimizer, schedule and step count included).
+The model is named once (``model.model_name_or_path``; the data's tokenizer follows it), and so is the number
+of labels (``model.num_labels``; by default inferred from the data). TensorBoard logs go to
+``runs/<name>/version_<n>/``, checkpoints to its ``checkpoints/`` (the best by ``val/acc``, and ``last.ckpt``:
+the state at the latest validation) and the best model in Hugging Face format to its ``hf_export/``.
+``fit --ckpt_path last`` continues the newest run of that name that has a ``last.ckpt`` (optimizer, schedule
+and step count included). Several ``--config`` files compose, later ones overriding earlier ones.
 """
 from __future__ import annotations
 
@@ -55,6 +56,8 @@ class TrainCLI(LightningCLI):
         parser.add_lightning_class_args(LearningRateMonitor, "lr_monitor")
         parser.set_defaults({"lr_monitor.logging_interval": "step"})
         parser.link_arguments("model.model_name_or_path", "data.tokenizer")
+        # set once on the model (None: inferred from the data); the data checks its labels against it
+        parser.link_arguments("model.num_labels", "data.num_labels")
 
     def before_instantiate_classes(self) -> None:
         if self.subcommand == "fit" and self.config.fit.ckpt_path == "last":
@@ -73,9 +76,9 @@ class TrainCLI(LightningCLI):
                 print(f"Hugging Face export of the best model: {callback.export_dir(trainer)}")
 
 
-def main(args: list[str] | None = None) -> None:
-    """Runs the CLI on ``args`` (default: the command line)."""
-    TrainCLI(
+def main(args: list[str] | None = None) -> TrainCLI:
+    """Runs the CLI on ``args`` (default: the command line) and returns it (``.trainer``, ``.model``)."""
+    return TrainCLI(
         SequenceClassifier,
         TextClassificationDataModule,
         trainer_defaults={"logger": {"class_path": "lightning.pytorch.loggers.TensorBoardLogger",

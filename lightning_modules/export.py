@@ -10,13 +10,16 @@ from torch import nn
 from bcos import load_tokenizer
 
 
-def export_hf(model: nn.Module, tokenizer, folder: str | Path) -> Path:
+def export_hf(model: nn.Module, tokenizer, folder: str | Path, logit_scale: float = 1.0) -> Path:
     """Saves ``model`` and ``tokenizer`` with ``save_pretrained`` into ``folder``, replacing it whole.
 
     A B-cos model reloads with ``bcos.load_pretrained(folder)``, a conventional one with
-    ``bcos.load_model(folder)``; both give the logits of ``model``.
+    ``bcos.load_model(folder)``; both give the logits of ``model``. ``logit_scale``, the factor the training
+    loss applied to the logits, is recorded as ``config.logit_scale``: the trained probabilities are
+    ``sigmoid`` (BCE) or ``softmax`` (CE) of ``logit_scale * logits``.
     """
     folder = Path(folder)
+    model.config.logit_scale = float(logit_scale)
     partial = folder.with_name(folder.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
     model.save_pretrained(partial)
@@ -31,8 +34,7 @@ class HFExport(Callback):
     best checkpoint, so that ``dirpath`` always holds the best model so far (with its tokenizer).
 
     The module must keep its transformers model in ``.model``. The tokenizer is the datamodule's
-    ``tokenizer`` when it has one, else loaded for ``hparams.model_name_or_path``. A logit scale of the module
-    is not part of the export: the exported model gives the module's logits divided by it.
+    ``tokenizer`` when it has one, else loaded for ``hparams.model_name_or_path``.
 
     Args:
         dirpath: the export folder; by default ``hf_export`` next to the checkpoint folder.
@@ -60,4 +62,5 @@ class HFExport(Callback):
         if trainer.is_global_zero:
             tokenizer = getattr(trainer.datamodule, "tokenizer", None) or load_tokenizer(
                 pl_module.hparams.model_name_or_path)
-            export_hf(pl_module.model, tokenizer, self.export_dir(trainer))
+            scale = float(getattr(pl_module, "logit_scale", 1.0))
+            export_hf(pl_module.model, tokenizer, self.export_dir(trainer), logit_scale=scale)

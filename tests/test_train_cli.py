@@ -70,12 +70,19 @@ def scalars(run_dir: Path) -> dict[str, list[tuple[int, float]]]:
     return result
 
 
+@pytest.fixture
+def no_command_line(monkeypatch):
+    """In-process CLI runs get their arguments from ``main(args)``, not from pytest's command line."""
+    monkeypatch.setattr(sys, "argv", ["train.py"])
+
+
 @pytest.fixture(scope="module")
 def fitted(tiny, tmp_path_factory) -> dict:
     """One ``train.py fit`` on the tiny config: its stdout and run folder."""
     folder = tmp_path_factory.mktemp("fit")
-    stdout = run_train("fit", "--config", str(tiny_config(folder, tiny)), cwd=folder)
-    return {"stdout": stdout, "run": folder / "runs" / "tiny" / "version_0"}
+    config = tiny_config(folder, tiny)
+    stdout = run_train("fit", "--config", str(config), cwd=folder)
+    return {"stdout": stdout, "run": folder / "runs" / "tiny" / "version_0", "config": str(config)}
 
 
 def test_fit_writes_tensorboard_checkpoints_and_a_reloadable_export(fitted, tiny):
@@ -99,6 +106,28 @@ def test_fit_writes_tensorboard_checkpoints_and_a_reloadable_export(fitted, tiny
     got = exported(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
     torch.testing.assert_close(got, expected, rtol=0, atol=0)
     assert exported.config.bcos["b"] == 2.0
+    assert exported.config.logit_scale == pytest.approx(module.logit_scale.item())
+
+
+def test_validate_test_and_predict_from_the_best_checkpoint(fitted, no_command_line):
+    logged = dict(scalars(fitted["run"])["val/acc"])
+    best = re.search(r"Best checkpoint:\s+(\S+)", fitted["stdout"]).group(1)
+    best_step = int(re.search(r"step=(\d+)", best).group(1))
+    config = fitted["config"]
+
+    validated = train.main(["validate", "--config", config, "--ckpt_path", best]).trainer.callback_metrics
+    assert validated["val/acc"].item() == pytest.approx(logged[best_step - 1], abs=1e-7)
+    assert validated["val/num_examples"].item() == VALIDATION_SIZE
+    tested = train.main(["test", "--config", config, "--ckpt_path", best]).trainer.callback_metrics
+    assert {"test/acc", "test/f1", "test/loss", "test/num_examples"} <= set(tested)
+    assert tested["test/num_examples"].item() == 10
+
+    predictions = train.main(["predict", "--config", config, "--ckpt_path", best]).trainer.predict_loop.predictions
+    assert sum(len(batch["prediction"]) for batch in predictions) == 10
+    probabilities = torch.cat([batch["probabilities"] for batch in predictions])
+    assert probabilities.shape == (10, 2) and ((probabilities >= 0) & (probabilities <= 1)).all()
+    labels = torch.cat([batch["prediction"] for batch in predictions])
+    assert torch.equal(labels, torch.cat([batch["logits"] for batch in predictions]).argmax(-1))
 
 
 def test_resume_continues_steps_and_schedule(tiny, tmp_path):
@@ -141,12 +170,6 @@ def test_ddp_on_two_cpu_processes_logs_the_same_metrics(ddp_run, fitted):
                    "splits with an unrepeated DistributedSampler")
 def test_ddp_counts_every_validation_example_once(ddp_run):
     assert [value for _, value in ddp_run["val/num_examples"]] == [VALIDATION_SIZE] * 2
-
-
-@pytest.fixture
-def no_command_line(monkeypatch):
-    """In-process CLI runs get their arguments from ``main(args)``, not from pytest's command line."""
-    monkeypatch.setattr(sys, "argv", ["train.py"])
 
 
 def test_unknown_config_key_fails_with_the_cli_error(tiny, tmp_path, capsys, no_command_line):

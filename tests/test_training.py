@@ -15,6 +15,7 @@ import bcos
 from datamodules import TextClassificationDataModule
 from lightning_modules import SequenceClassifier, export_hf
 from lightning_modules.optim import linear_warmup_decay
+from lightning_modules.sequence_classifier import BCOS_LOGIT_SCALE
 
 MINILM = "sentence-transformers/all-MiniLM-L6-v2"
 _WORDS = {0: ["bad", "awful", "dull", "boring"], 1: ["good", "great", "fine", "lovely"], 2: ["red", "blue", "green"]}
@@ -72,6 +73,8 @@ def test_losses_and_their_defaults(tiny):
     bcos_module = SequenceClassifier(str(tiny["model"]), num_labels=2)
     conventional = SequenceClassifier(str(tiny["model"]), num_labels=2, bcos=False)
     assert (bcos_module.loss_name, conventional.loss_name) == ("bce", "ce")
+    assert (bcos_module.logit_scale.item(), conventional.logit_scale.item()) == pytest.approx((BCOS_LOGIT_SCALE, 1))
+    bcos_module = SequenceClassifier(str(tiny["model"]), num_labels=2, logit_scale=1.0)
     expected_bce = -(torch.log(1 - torch.sigmoid(torch.tensor([0.5, 0.1]))).sum()
                      + torch.log(torch.sigmoid(torch.tensor([-1.0, 2.0]))).sum()) / 4
     torch.testing.assert_close(bcos_module.loss(logits, labels), expected_bce)
@@ -81,13 +84,18 @@ def test_losses_and_their_defaults(tiny):
         SequenceClassifier(str(tiny["model"]), num_labels=2, loss="mse")
 
 
-def test_model_is_converted_and_logit_scale_multiplies(tiny):
+def test_model_is_converted_and_logit_scale_scales_the_loss(tiny):
     module = SequenceClassifier(str(tiny["model"]), num_labels=2, b=1.5, logit_scale=10.0)
     assert module.model.config.bcos["b"] == 1.5
     assert module.model.training  # from_pretrained returns eval mode; training needs dropout on
-    ids = torch.tensor([[101, 2204, 2143, 102]])
+    ids, labels = torch.tensor([[101, 2204, 2143, 102]]), torch.tensor([1])
     module.eval()
-    torch.testing.assert_close(module(ids), 10.0 * module.model(input_ids=ids).logits)
+    logits = module.model(input_ids=ids).logits
+    torch.testing.assert_close(module(ids), logits)  # the model's own logits: what the export gives
+    targets = torch.tensor([[0.0, 1.0]])
+    torch.testing.assert_close(module.loss(logits, labels), F.binary_cross_entropy_with_logits(10 * logits, targets))
+    probabilities = module.predict_step({"input_ids": ids, "attention_mask": torch.ones_like(ids)}, 0)["probabilities"]
+    torch.testing.assert_close(probabilities, torch.sigmoid(10 * logits))
     conventional = SequenceClassifier(str(tiny["model"]), num_labels=2, bcos=False)
     assert getattr(conventional.model.config, "bcos", None) is None
 
@@ -96,14 +104,15 @@ def test_a_few_steps_lower_the_loss(tiny):
     L.seed_everything(0)
     data = datamodule(tiny)
     data.setup()
-    module = SequenceClassifier(str(tiny["model"]), learning_rate=1e-2)
+    options = {"logit_scale": 1.0}  # unscaled, so that the loss starts at ln 2 (B-cos logits are ~0)
+    module = SequenceClassifier(str(tiny["model"]), learning_rate=1e-2, **options)
     fit = trainer(max_steps=40, limit_val_batches=0)
     fit.fit(module, data)  # num_labels from the datamodule
     assert module.hparams.num_labels == 2 and fit.global_step == 40
-    fresh = SequenceClassifier(str(tiny["model"]), num_labels=2)
+    fresh = SequenceClassifier(str(tiny["model"]), num_labels=2, **options)
     before, after = mean_loss(fresh, data.train_dataloader()), mean_loss(module, data.train_dataloader())
-    assert before == pytest.approx(0.6931, abs=1e-3)  # a fresh B-cos model outputs logits ~0: BCE = ln 2
-    assert after < 0.5 * before
+    assert before == pytest.approx(0.6931, abs=1e-3)
+    assert after < 0.1 * before
 
 
 def test_schedule_warms_up_then_decays():
@@ -131,6 +140,10 @@ def test_checkpoint_reloads_and_other_architectures_fail_clearly(tiny, tmp_path)
                                          r"configured model missing from the checkpoint \(e.g. model.bert.embeddings"
                                          r".LayerNorm.bias"):
         SequenceClassifier.load_from_checkpoint(path, bcos=False)
+    other_b = SequenceClassifier(str(tiny["model"]), num_labels=2, b=1.5)
+    with pytest.warns(UserWarning, match=r"trained with other model options: b=2.0 \(configured 1.5\)"):
+        trainer().validate(other_b, datamodule(tiny), ckpt_path=path, verbose=False)
+
     wider = make_tiny_model(tmp_path / "wider", hidden_size=48)
     with pytest.raises(ValueError, match=r"'.*/model', 2 labels, which does not fit the configured B-cos \(b=2.0\) "
                                          r"BertForSequenceClassification from '.*/wider', 2 labels: .* tensors of "
@@ -145,9 +158,10 @@ def test_export_reloads_with_identical_logits(tiny, tmp_path):
     tokenizer = bcos.load_tokenizer(str(tiny["model"]))
     for bcos_flag, loader in ((True, bcos.load_pretrained), (False, bcos.load_model)):
         module = SequenceClassifier(str(tiny["model"]), num_labels=2, bcos=bcos_flag).eval()
-        folder = export_hf(module.model, tokenizer, tmp_path / f"export-{bcos_flag}")
+        folder = export_hf(module.model, tokenizer, tmp_path / f"export-{bcos_flag}", module.logit_scale.item())
         reloaded = loader(str(folder)).eval()
         assert (getattr(reloaded.config, "bcos", None) is not None) == bcos_flag
+        assert reloaded.config.logit_scale == pytest.approx(BCOS_LOGIT_SCALE if bcos_flag else 1.0)
         expected = module.model(input_ids=ids, attention_mask=mask).logits
         torch.testing.assert_close(reloaded(input_ids=ids, attention_mask=mask).logits, expected, rtol=0, atol=0)
         assert bcos.load_tokenizer(str(folder))("good film")["input_ids"] == tokenizer("good film")["input_ids"]
