@@ -3,6 +3,7 @@ Hugging Face export; resume continues the schedule; DDP with two gloo processes 
 bad configs fail with the CLI's own error; every shipped config parses."""
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
 import os
@@ -16,12 +17,14 @@ import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 import bcos
-import train
 from lightning_modules import SequenceClassifier
 from lightning_modules.optim import linear_warmup_decay
 from test_training import make_tiny_model, write_tiny_data
 
 REPO = Path(__file__).resolve().parents[1]
+_spec = importlib.util.spec_from_file_location("train", REPO / "train.py")  # a script, not a package
+train = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(train)
 VALIDATION_SIZE = 21  # odd: two processes must not count a padded duplicate
 
 
