@@ -159,14 +159,3 @@ def test_loading_a_conventional_folder_as_bcos_is_refused(tmp_path):
     tiny_model("bert", "BertForSequenceClassification").save_pretrained(tmp_path)
     with pytest.raises(ValueError, match="holds a conventional model .* convert it with bcos.bcosify"):
         bcos.load_pretrained(tmp_path)
-
-
-@pytest.mark.parametrize("model_type,class_name", [("bert", "BertForSequenceClassification"),
-                                                   ("roberta", "RobertaForMaskedLM"), ("llama", "LlamaForCausalLM")])
-def test_logit_scale_multiplies_the_logits_and_survives_save_and_load(model_type, class_name, tmp_path):
-    ids, mask = tiny_batch(model_type)
-    plain = bcos.bcosify(tiny_model(model_type, class_name))
-    scaled = bcos.bcosify(tiny_model(model_type, class_name), logit_scale=250.0)
-    torch.testing.assert_close(model_output(scaled, ids, mask), 250.0 * model_output(plain, ids, mask))
-    scaled.save_pretrained(tmp_path)
-    assert torch.equal(model_output(bcos.load_pretrained(tmp_path), ids, mask), model_output(scaled, ids, mask))

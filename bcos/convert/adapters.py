@@ -25,7 +25,6 @@ class Adapter:
         architectures: supported model classes (names).
         blocks: attribute path from the base model to its ``ModuleList`` of transformer blocks.
         bcos_linears: linear layers on the value/residual path → B-cos linear.
-        output_layers: the B-cos linear layers that compute the model's output logits (they get the logit scale).
         plain_linears: linear layers that only shape dynamic weights (Q, K, gate) or V → bias removed.
         activation_key: config attribute naming the hidden activation (``"gelu"``, ``"silu"``, ...).
         gated_activations: activations ``x·g(x)`` whose gate becomes a dynamic weight.
@@ -40,7 +39,6 @@ class Adapter:
     architectures: tuple[str, ...]
     blocks: str
     bcos_linears: tuple[str, ...]
-    output_layers: tuple[str, ...]
     plain_linears: tuple[str, ...]
     activation_key: str
     gated_activations: tuple[str, ...] = ()
@@ -78,7 +76,6 @@ ADAPTERS: dict[str, Adapter] = {
             blocks="encoder.layer",
             bcos_linears=_BERT_LIKE_BLOCK_LINEARS
             + ("*pooler.dense", "classifier", "cls.predictions.transform.dense", "cls.predictions.decoder"),
-            output_layers=("classifier", "cls.predictions.decoder"),
             plain_linears=_BERT_LIKE_QKV,
             activation_key="hidden_act",
             gated_activations=("*.intermediate.intermediate_act_fn", "cls.predictions.transform.transform_act_fn"),
@@ -91,7 +88,6 @@ ADAPTERS: dict[str, Adapter] = {
             blocks="encoder.layer",
             bcos_linears=_BERT_LIKE_BLOCK_LINEARS
             + ("*pooler.dense", "classifier.dense", "classifier.out_proj", "lm_head.dense", "lm_head.decoder"),
-            output_layers=("classifier.out_proj", "lm_head.decoder"),
             plain_linears=_BERT_LIKE_QKV,
             activation_key="hidden_act",
             gated_activations=("*.intermediate.intermediate_act_fn", "lm_head.activation"),
@@ -107,7 +103,6 @@ ADAPTERS: dict[str, Adapter] = {
             blocks="transformer.layer",
             bcos_linears=("*.attention.out_lin", "*.ffn.lin1", "*.ffn.lin2", "pre_classifier", "classifier",
                           "vocab_transform", "vocab_projector"),
-            output_layers=("classifier", "vocab_projector"),
             plain_linears=("*.attention.q_lin", "*.attention.k_lin", "*.attention.v_lin"),
             activation_key="activation",
             gated_activations=("*.ffn.activation", "activation"),
@@ -118,7 +113,6 @@ ADAPTERS: dict[str, Adapter] = {
             architectures=("GPT2Model", "GPT2LMHeadModel", "GPT2ForSequenceClassification"),
             blocks="h",
             bcos_linears=("*.attn.c_proj", "*.mlp.c_fc", "*.mlp.c_proj", "lm_head", "score"),
-            output_layers=("lm_head", "score"),
             plain_linears=("*.attn.c_attn",),
             activation_key="activation_function",
             gated_activations=("*.mlp.act",),
@@ -129,7 +123,6 @@ ADAPTERS: dict[str, Adapter] = {
             architectures=("LlamaModel", "LlamaForCausalLM", "LlamaForSequenceClassification"),
             blocks="layers",
             bcos_linears=("*.self_attn.o_proj", "*.mlp.up_proj", "*.mlp.down_proj", "lm_head", "score"),
-            output_layers=("lm_head", "score"),
             plain_linears=("*.self_attn.q_proj", "*.self_attn.k_proj", "*.self_attn.v_proj", "*.mlp.gate_proj"),
             activation_key="hidden_act",
             dynamic_activations=("*.mlp.act_fn",),

@@ -25,8 +25,6 @@ class BcosOptions:
         keep_head_activations: keep pooler tanh / classifier ReLU / tanh (ablations).
         keep_activations: keep hidden activations as ordinary nonlinearities instead of gated ones.
         eps: ε of the B-cos layers.
-        logit_scale: fixed factor on the output logits (an inverse temperature), part of the model: its logits,
-            explanations and saved copies all include it.
     """
 
     b: float = 2.0
@@ -36,7 +34,6 @@ class BcosOptions:
     keep_head_activations: bool = False
     keep_activations: bool = False
     eps: float = 1e-6
-    logit_scale: float = 1.0
 
     def b_for(self, module_name: str) -> float:
         for pattern, b in self.layer_b.items():
@@ -83,19 +80,18 @@ def _matches(name: str, patterns: tuple[str, ...]) -> bool:
     return any(fnmatch.fnmatchcase(name, pattern) for pattern in patterns)
 
 
-def _to_bcos_linear(module: nn.Module, b: float, output_scale: float, options: BcosOptions) -> BcosLinear:
+def _to_bcos_linear(module: nn.Module, b: float, options: BcosOptions) -> BcosLinear:
     if isinstance(module, Conv1D):
         weight = module.weight.detach().t().contiguous()
         layer = BcosLinear(weight.shape[1], weight.shape[0], b=b, normalize_weights=options.normalize_weights,
-                           bias=not options.remove_biases, eps=options.eps, output_scale=output_scale,
-                           device=weight.device, dtype=weight.dtype)
+                           bias=not options.remove_biases, eps=options.eps, device=weight.device, dtype=weight.dtype)
         with torch.no_grad():
             layer.weight.copy_(weight)
             if layer.bias is not None:
                 layer.bias.copy_(module.bias)
         return layer
     return BcosLinear.from_linear(module, b=b, normalize_weights=options.normalize_weights,
-                                  keep_bias=not options.remove_biases, eps=options.eps, output_scale=output_scale)
+                                  keep_bias=not options.remove_biases, eps=options.eps)
 
 
 def _to_plain_linear(module: nn.Module, options: BcosOptions) -> nn.Module:
@@ -126,8 +122,7 @@ def _replacement(name: str, module: nn.Module, adapter: Adapter, activation: str
     """The module that replaces ``module`` (None: leave it). Raises on a linear layer with no role."""
     if isinstance(module, (nn.Linear, Conv1D)):
         if _matches(name, adapter.bcos_linears):
-            output_scale = options.logit_scale if _matches(name, adapter.output_layers) else 1.0
-            return _to_bcos_linear(module, options.b_for(name), output_scale, options)
+            return _to_bcos_linear(module, options.b_for(name), options)
         if _matches(name, adapter.plain_linears):
             return _to_plain_linear(module, options)
         raise ValueError(f"bcosify: linear layer {name!r} of {adapter.model_type} has no known role; refusing to "
@@ -157,7 +152,6 @@ def bcosify(
     keep_head_activations: bool = False,
     keep_activations: bool = False,
     eps: float = 1e-6,
-    logit_scale: float = 1.0,
 ) -> nn.Module:
     """Convert a loaded transformers model into a B-cos model, in place, and return it.
 
@@ -165,8 +159,7 @@ def bcosify(
     (base model, causal LM, sequence classification). Every linear layer on the value/residual path becomes a
     :class:`~bcos.nn.BcosLinear` initialised from its pre-trained weights; biases are removed; LayerNorm is
     centred without β, RMSNorm and activations become dynamic scales; head activations are dropped; attention
-    runs through the registered B-cos attention function; the output layer multiplies its logits by
-    ``logit_scale``. See ``BcosOptions`` for the options.
+    runs through the registered B-cos attention function. See ``BcosOptions`` for the options.
 
     The report of what changed is ``model.bcos_report`` (print it); the options are stored in
     ``model.config.bcos`` so that :func:`bcos.load_pretrained` can rebuild a saved model.
@@ -179,7 +172,7 @@ def bcosify(
         raise ValueError("this model is already a B-cos model (model.config.bcos is set); bcosify it only once")
     options = BcosOptions(b=b, layer_b=dict(layer_b or {}), remove_biases=remove_biases,
                           normalize_weights=normalize_weights, keep_head_activations=keep_head_activations,
-                          keep_activations=keep_activations, eps=eps, logit_scale=logit_scale)
+                          keep_activations=keep_activations, eps=eps)
     report = ConversionReport(type(model).__name__, options)
 
     for name, module in list(model.named_modules()):

@@ -60,8 +60,6 @@ class BcosLinear(nn.Module):
             when false the raw rows are used, so ``b=1`` reproduces the original layer exactly.
         bias: keep an additive bias (only for ablations: a bias breaks the dynamic-linear form).
         eps: the ε inside the power and in the cosine's denominator.
-        output_scale: a fixed factor on the output (an inverse temperature for the logit layer: a B-cos model
-            with unit-norm weights and B=2 starts with logits near 1e-4, too flat for a BCE loss to train).
 
     Shapes: input ``[..., in_features]`` → output ``[..., out_features]``.
     """
@@ -74,7 +72,6 @@ class BcosLinear(nn.Module):
         normalize_weights: bool = True,
         bias: bool = False,
         eps: float = 1e-6,
-        output_scale: float = 1.0,
         device: torch.device | None = None,
         dtype: torch.dtype | None = None,
     ) -> None:
@@ -84,7 +81,6 @@ class BcosLinear(nn.Module):
         self.b = float(b)
         self.normalize_weights = normalize_weights
         self.eps = eps
-        self.output_scale = float(output_scale)
         self.weight = nn.Parameter(torch.empty(out_features, in_features, device=device, dtype=dtype))
         nn.init.kaiming_uniform_(self.weight, a=5**0.5)
         if bias:
@@ -94,15 +90,13 @@ class BcosLinear(nn.Module):
 
     @classmethod
     def from_linear(
-        cls, linear: nn.Linear, b: float = 2.0, normalize_weights: bool = True, keep_bias: bool = False,
-        eps: float = 1e-6, output_scale: float = 1.0,
+        cls, linear: nn.Linear, b: float = 2.0, normalize_weights: bool = True, keep_bias: bool = False, eps: float = 1e-6
     ) -> "BcosLinear":
         """Build from an ``nn.Linear``, sharing its weight parameter (so tied weights stay tied)."""
         layer = cls.__new__(cls)
         nn.Module.__init__(layer)
         layer.in_features, layer.out_features = linear.in_features, linear.out_features
         layer.b, layer.normalize_weights, layer.eps = float(b), normalize_weights, eps
-        layer.output_scale = float(output_scale)
         layer.weight = linear.weight
         if keep_bias and linear.bias is not None:
             layer.bias = linear.bias
@@ -120,8 +114,6 @@ class BcosLinear(nn.Module):
             if not self.normalize_weights:
                 den = den * weight.norm(dim=1)
             out = BcosScale.apply(out, den, (self.b - 1.0) / 2.0, self.eps, is_explanation_mode())
-        if self.output_scale != 1.0:
-            out = out * self.output_scale
         if self.bias is not None:
             out = out + self.bias
         return out
@@ -130,5 +122,4 @@ class BcosLinear(nn.Module):
         return (
             f"in_features={self.in_features}, out_features={self.out_features}, b={self.b}, "
             f"normalize_weights={self.normalize_weights}, bias={self.bias is not None}"
-            + (f", output_scale={self.output_scale:g}" if self.output_scale != 1.0 else "")
         )
