@@ -1,0 +1,137 @@
+"""Training benchmark (issue 3): conventional (CE) vs B-cos (BCE, several b) MiniLM on SST-2, side by side.
+
+All models train in lockstep in one process: each optimizer step is taken for every model on the same
+batch, one model after the other, so the step-time ratios compare models under the same machine load.
+Validation on the full SST-2 validation set every ``--eval-every`` steps.
+
+    python benchmarks/train_compare.py --steps 600 --out benchmarks/results/train_compare.json
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import time
+from itertools import cycle
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from datamodules import TextClassificationDataModule
+from lightning_modules import SequenceClassifier
+from lightning_modules.optim import adamw_with_linear_schedule, parameter_groups
+
+MODEL = "sentence-transformers/all-MiniLM-L6-v2"
+
+
+def build(variant: dict, steps: int, learning_rate: float) -> tuple[SequenceClassifier, torch.optim.Optimizer, object]:
+    """A SequenceClassifier for ``variant`` with its AdamW and warm-up/decay schedule."""
+    module = SequenceClassifier(MODEL, num_labels=2, learning_rate=learning_rate, **variant["options"])
+    module.model.train()
+    configured = adamw_with_linear_schedule(parameter_groups(module, module.hparams.weight_decay), learning_rate,
+                                            module.hparams.warmup_fraction, steps)
+    return module, configured["optimizer"], configured["lr_scheduler"]["scheduler"]
+
+
+@torch.no_grad()
+def accuracy(module: SequenceClassifier, batches: list[dict[str, torch.Tensor]]) -> float:
+    """Accuracy (%) over all validation batches; the model is returned to training mode."""
+    module.model.eval()
+    correct = total = 0
+    for batch in batches:
+        logits = module(batch["input_ids"], batch["attention_mask"])
+        correct += (logits.argmax(-1) == batch["labels"]).sum().item()
+        total += batch["labels"].numel()
+    module.model.train()
+    return 100.0 * correct / total
+
+
+def write_report(runs: list[dict], args: argparse.Namespace, validation_examples: int, steps_done: int) -> list[dict]:
+    """Summarise the runs so far and write the JSON report (called after every evaluation)."""
+    reference = runs[0]
+    results = []
+    for run in runs:
+        best = max(run["curve"], key=lambda point: point["accuracy"])
+        ratios = [t / c for t, c in zip(run["step_seconds"], reference["step_seconds"])]
+        results.append({
+            "name": run["variant"]["name"], "options": run["variant"]["options"],
+            "hparams": {k: v for k, v in run["module"].hparams.items()},
+            "final_accuracy": run["curve"][-1]["accuracy"], "best_accuracy": best["accuracy"],
+            "best_step": best["step"], "curve": run["curve"],
+            "median_step_seconds": statistics.median(run["step_seconds"]),
+            "step_time_ratio_vs_conventional": statistics.median(ratios),
+            "loss_first_10": run["losses"][:10], "loss_last_10": run["losses"][-10:],
+        })
+    report = {
+        "benchmark": "train_compare", "command": "python benchmarks/train_compare.py " + " ".join(
+            f"--{k.replace('_', '-')} {' '.join(map(str, v)) if isinstance(v, list) else v}"
+            for k, v in vars(args).items()),
+        "machine": {"processor": platform.processor() or platform.machine(), "cpu_count": os.cpu_count(),
+                    "torch": torch.__version__, "threads": torch.get_num_threads()},
+        "settings": {"model": MODEL, "dataset": "sst2", "validation_examples": validation_examples,
+                     **{k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}},
+        "completed_steps": steps_done, "results": results,
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2))
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--steps", type=int, default=600)
+    parser.add_argument("--eval-every", type=int, default=50)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--max-length", type=int, default=64)
+    parser.add_argument("--learning-rate", type=float, default=5e-5)
+    parser.add_argument("--b", type=float, nargs="+", default=[1.5, 2.0], help="B of the B-cos variants")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/train_compare.json"))
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+
+    data = TextClassificationDataModule(dataset="sst2", tokenizer=MODEL, max_length=args.max_length,
+                                        batch_size=args.batch_size, eval_batch_size=128, seed=42)
+    data.setup("fit")
+    validation = list(data.val_dataloader())
+    variants = [{"name": "conventional (CE)", "options": {"bcos": False}}]
+    variants += [{"name": f"B-cos b={b} (BCE)", "options": {"bcos": True, "b": b}} for b in args.b]
+    runs = []
+    for variant in variants:
+        torch.manual_seed(0)  # the same fresh classification head for every variant
+        module, optimizer, scheduler = build(variant, args.steps, args.learning_rate)
+        runs.append({"variant": variant, "module": module, "optimizer": optimizer, "scheduler": scheduler,
+                     "step_seconds": [], "curve": [], "losses": []})
+
+    batches = cycle(data.train_dataloader())
+    for step in tqdm(range(1, args.steps + 1), desc="lockstep training"):
+        batch = next(batches)
+        for run in runs:
+            module = run["module"]
+            start = time.perf_counter()
+            loss = module.loss(module(batch["input_ids"], batch["attention_mask"]), batch["labels"])
+            run["optimizer"].zero_grad(set_to_none=True)
+            loss.backward()
+            run["optimizer"].step()
+            run["scheduler"].step()
+            run["step_seconds"].append(time.perf_counter() - start)
+            run["losses"].append(loss.item())
+        if step % args.eval_every == 0 or step == args.steps:
+            for run in runs:
+                run["curve"].append({"step": step, "accuracy": accuracy(run["module"], validation)})
+            tqdm.write(f"step {step}: " + ", ".join(f"{r['variant']['name']} {r['curve'][-1]['accuracy']:.2f}"
+                                                    for r in runs))
+            results = write_report(runs, args, sum(b["labels"].numel() for b in validation), step)
+
+    for result in results:
+        print(f"{result['name']:>22}: final {result['final_accuracy']:.2f}  best {result['best_accuracy']:.2f} "
+              f"@ {result['best_step']}  step-time ratio {result['step_time_ratio_vs_conventional']:.2f}")
+    print(f"written to {args.out}")
+
+
+if __name__ == "__main__":
+    main()
