@@ -13,6 +13,7 @@ import argparse
 import json
 import platform
 import sys
+import warnings
 from collections.abc import Sequence
 from datetime import datetime, timezone
 from typing import Any
@@ -105,6 +106,9 @@ def load_models(args: argparse.Namespace) -> dict[str, Classifier]:
             if classifier.is_bcos != (role == "bcos"):
                 kind = "a B-cos" if classifier.is_bcos else "a conventional"
                 raise ValueError(f"--{role} {path} holds {kind} model")
+            if role == "bcos" and scale is None and not str(path).endswith(".ckpt"):
+                warnings.warn("a Hugging Face folder does not store the logit scale the B-cos model was trained with: "
+                              "its probabilities use scale 1 (pass --bcos-logit-scale, or give the run's .ckpt)")
             classifier.model.to(args.device)
             models[role] = classifier
     return models

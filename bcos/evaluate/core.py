@@ -148,6 +148,7 @@ class MethodResult:
         seconds_per_example: wall time of explaining the examples (not the pointing-game instances), per example.
         attributions: ``[n, seq]`` the explanations of the examples' predicted classes.
         n_seqpg_instances: pointing-game instances scored.
+        settings: the conventions of each computed metric, by metric.
     """
 
     scores: dict[str, float]
