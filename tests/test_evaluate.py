@@ -13,6 +13,7 @@ import pytest
 import torch
 
 import bcos
+from bcos.evaluate import load_classifier
 from bcos.evaluate.cli import main
 from bcos.explain import get_explainer, tokenizer_special_ids
 from bcos.metrics import build_seqpg_instances, erasure_metrics, plausibility, pointing_game, special_affixes
@@ -41,7 +42,9 @@ def tiny(tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("tiny_evaluate")
     data = write_tiny_data(root / "data", {"train": 32, "validation": 12})
     base = make_tiny_model(root / "base")
-    train_tiny(base, data, root / "cache").trainer.save_checkpoint(root / "bcos.ckpt")
+    module = train_tiny(base, data, root / "cache")
+    module.trainer.save_checkpoint(root / "bcos.ckpt")
+    export_hf(module.model, bcos.load_tokenizer(str(base)), root / "bcos_hf", logit_scale=float(module.logit_scale))
     conventional = train_tiny(base, data, root / "cache", is_bcos=False, steps=20)
     export_hf(conventional.model, bcos.load_tokenizer(str(base)), root / "conventional")
     rows = [json.loads(line) for line in (data / "validation.jsonl").read_text().splitlines()]
@@ -50,7 +53,8 @@ def tiny(tmp_path_factory) -> dict[str, Path]:
         json.dumps({**row, "rationale": [int(i == 1) for i in range(len(row["text"].split()))]}) + "\n"
         for row in rows))
     (root / "eval" / "test.jsonl").write_text(json.dumps({"text": " ", "label": 0}) + "\n")
-    return {"bcos": root / "bcos.ckpt", "conventional": root / "conventional", "data": root / "eval"}
+    return {"bcos": root / "bcos.ckpt", "bcos_hf": root / "bcos_hf", "conventional": root / "conventional",
+            "data": root / "eval"}
 
 
 def run(tiny: dict[str, Path], out: Path, *extra: str) -> dict:
@@ -129,6 +133,16 @@ def test_the_table_holds_what_the_metrics_give_directly(evaluated, tiny):
         assert math.isfinite(float(row["seconds_per_example"])) and float(row["seconds_per_example"]) > 0
     assert saved["models"]["bcos"]["accuracy"] == pytest.approx(float(table[0]["model_accuracy"]))
     assert saved["models"]["bcos"]["logit_scale"] == pytest.approx(float(module.logit_scale))
+
+
+def test_checkpoints_and_exports_load_with_the_trained_logit_scale(tiny):
+    from_checkpoint, from_export = load_classifier(tiny["bcos"]), load_classifier(tiny["bcos_hf"])
+    assert from_checkpoint.is_bcos and from_export.is_bcos
+    assert from_export.logit_scale == from_checkpoint.logit_scale == pytest.approx(1e4)  # the B-cos default
+    assert load_classifier(tiny["bcos_hf"], logit_scale=2.0).logit_scale == 2.0
+    ids = torch.tensor([[101, 1037, 2204, 2143, 102], [101, 1037, 11771, 2143, 102]])
+    mask = torch.ones_like(ids)
+    torch.testing.assert_close(from_export.predict_proba(ids, mask), from_checkpoint.predict_proba(ids, mask))
 
 
 @pytest.mark.parametrize("change, message", [

@@ -63,7 +63,8 @@ def tiny(tmp_path_factory) -> dict[str, Path]:
     base = make_tiny_model(root / "base")
     tokenizer = bcos.load_tokenizer(str(base))
     reference = train_tiny(base, data, root / "cache", is_bcos=False, steps=20)
-    return {"model": export_hf(train_tiny(base, data, root / "cache").model, tokenizer, root / "model"),
+    model = train_tiny(base, data, root / "cache")
+    return {"model": export_hf(model.model, tokenizer, root / "model", logit_scale=float(model.logit_scale)),
             "reference": export_hf(reference.model, tokenizer, root / "reference"), "data": data,
             "cache": root / "cache"}
 

@@ -64,7 +64,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="seed of the pointing-game pairing")
     p.add_argument("--batch-size", type=int, default=16, help="examples per explainer call")
     p.add_argument("--bcos-logit-scale", type=float, default=None,
-                   help="inverse temperature of the B-cos model's probabilities (default: the .ckpt's, 1 for folders)")
+                   help="inverse temperature of the B-cos model's probabilities (default: the one it was trained "
+                   "with, from the .ckpt or the export's config.logit_scale)")
     p.add_argument("--conventional-logit-scale", type=float, default=None)
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--out", required=True, help="output folder")
@@ -106,9 +107,10 @@ def load_models(args: argparse.Namespace) -> dict[str, Classifier]:
             if classifier.is_bcos != (role == "bcos"):
                 kind = "a B-cos" if classifier.is_bcos else "a conventional"
                 raise ValueError(f"--{role} {path} holds {kind} model")
-            if role == "bcos" and scale is None and not str(path).endswith(".ckpt"):
-                warnings.warn("a Hugging Face folder does not store the logit scale the B-cos model was trained with: "
-                              "its probabilities use scale 1 (pass --bcos-logit-scale, or give the run's .ckpt)")
+            recorded = str(path).endswith(".ckpt") or hasattr(classifier.model.config, "logit_scale")
+            if role == "bcos" and scale is None and not recorded:
+                warnings.warn(f"{path} does not record the logit scale the B-cos model was trained with: its "
+                              "probabilities use scale 1 (pass --bcos-logit-scale, or give the run's .ckpt)")
             classifier.model.to(args.device)
             models[role] = classifier
     return models

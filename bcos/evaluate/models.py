@@ -14,8 +14,8 @@ def load_classifier(path: str | Path, logit_scale: float | None = None) -> Class
         path: a Hugging Face model folder (the ``hf_export/`` a training run writes; B-cos or conventional), or a
             Lightning ``.ckpt`` of ``lightning_modules.SequenceClassifier`` (needs the training extras; Lightning
             is imported only then).
-        logit_scale: the inverse temperature of the probabilities; None: the checkpoint's ``logit_scale`` (1 for
-            a Hugging Face folder, which does not store one).
+        logit_scale: the inverse temperature of the probabilities; None: the one the model was trained with (the
+            ``.ckpt``'s ``logit_scale``, or ``config.logit_scale`` of a training run's export; 1 when absent).
 
     Raises:
         FileNotFoundError: ``path`` does not exist.
@@ -32,7 +32,8 @@ def load_classifier(path: str | Path, logit_scale: float | None = None) -> Class
         model, tokenizer = module.model, load_tokenizer(module.hparams.model_name_or_path)
         saved_scale = float(module.logit_scale)
     elif (path / "config.json").is_file():
-        model, tokenizer, saved_scale = load_model(str(path)), load_tokenizer(str(path)), 1.0
+        model, tokenizer = load_model(str(path)), load_tokenizer(str(path))
+        saved_scale = float(getattr(model.config, "logit_scale", 1.0))
     else:
         raise ValueError(f"{path} is neither a Lightning .ckpt file nor a Hugging Face model folder (no config.json)")
     return Classifier(model.eval(), tokenizer, saved_scale if logit_scale is None else logit_scale, str(path))
