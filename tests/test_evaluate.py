@@ -27,12 +27,7 @@ ROWS = [("bcos", "bcos"), ("integrated_gradients", "conventional"), ("integrated
         ("lime", "conventional"), ("lime", "bcos")]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -10,13 +10,7 @@ from tiny_models import tiny_batch, tiny_model
 SPECIAL_IDS = (1, 2)  # treated as [CLS]/[SEP] (BOS/EOS) in the tiny models' vocabulary
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models gain nothing from intra-op threads, and on a busy machine they cost 100x."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def with_specials(ids: torch.Tensor, mask: torch.Tensor, decoder: bool) -> torch.Tensor:

@@ -34,13 +34,7 @@ CALLBACK = {
 }
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models gain nothing from intra-op threads, and on a busy machine they cost a lot."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def train_tiny(base: Path, data: Path, cache: Path, is_bcos: bool = True, steps: int = 40) -> SequenceClassifier:

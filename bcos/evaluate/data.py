@@ -6,15 +6,14 @@ a ``rationale`` column (0/1 per whitespace word, HateXplain) is carried into the
 """
 from __future__ import annotations
 
-import bisect
 import json
 import os
-import re
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from ..explain.words import whitespace_word_ids
 from .core import Examples
 
 DATA_DIR_ENV = "BCOS_DATA_DIR"
@@ -68,17 +67,6 @@ def read_rows(file: Path, max_examples: int | None = None) -> tuple[list[dict[st
     return rows, skipped
 
 
-def word_ids(text: str, offsets: list[tuple[int, int]]) -> list[int]:
-    """The whitespace word of each token (character span ``offsets``) of ``text``; -1 for special tokens."""
-    spans = [match.span() for match in re.finditer(r"\S+", text)]
-    starts = [start for start, _ in spans]
-    ids = []
-    for start, end in offsets:
-        word = bisect.bisect_right(starts, end - 1) - 1
-        ids.append(word if start < end and word >= 0 and spans[word][1] > start else -1)
-    return ids
-
-
 def _pad(rows: list[list[int]], value: int) -> torch.Tensor:
     out = torch.full((len(rows), max(map(len, rows))), value, dtype=torch.long)
     for index, row in enumerate(rows):
@@ -98,6 +86,6 @@ def tokenize_rows(rows: list[dict[str, Any]], tokenizer, max_length: int) -> Exa
     examples = Examples(input_ids, (torch.arange(input_ids.shape[1]) < lengths[:, None]).long(),
                         torch.tensor([int(row["label"]) for row in rows]))
     if with_rationales:
-        examples.word_ids = _pad([word_ids(t, o) for t, o in zip(texts, encoded["offset_mapping"])], -1)
+        examples.word_ids = _pad([whitespace_word_ids(t, o) for t, o in zip(texts, encoded["offset_mapping"])], -1)
         examples.rationale = _pad([[int(flag) for flag in row["rationale"]] for row in rows], -1)
     return examples

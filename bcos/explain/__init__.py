@@ -2,8 +2,8 @@
 from .bcos_explanation import Explanation, explain
 from .protocol import Attribution, Explainer, content_mask, tokenizer_special_ids
 from .registry import EXPLAINERS, get_explainer
-from .words import merge_subwords, token_strings
+from .words import merge_subwords, token_strings, whitespace_word_ids
 
-__all__ = ["Explanation", "explain", "merge_subwords", "token_strings",
+__all__ = ["Explanation", "explain", "merge_subwords", "token_strings", "whitespace_word_ids",
            "Attribution", "Explainer", "EXPLAINERS", "content_mask", "get_explainer",
            "tokenizer_special_ids"]
