@@ -2,7 +2,6 @@
 the custom-scalars layout and heatmaps to TensorBoard; the callback leaves training exactly as it was."""
 from __future__ import annotations
 
-import json
 import math
 import os
 import subprocess
@@ -21,6 +20,7 @@ from callbacks import FaithfulnessCallback
 from callbacks.faithfulness import custom_scalars_layout
 from datamodules import TextClassificationDataModule
 from lightning_modules import SequenceClassifier, export_hf
+from test_train_cli import tiny_config
 from test_training import make_tiny_model, write_tiny_data
 
 REPO = Path(__file__).resolve().parents[1]
@@ -64,24 +64,9 @@ def tiny(tmp_path_factory) -> dict[str, Path]:
 
 
 def write_config(folder: Path, tiny: dict[str, Path], callback: dict | None = None, **trainer) -> Path:
-    """A ``train.py`` config for the tiny model and data with the callback on (``CALLBACK`` updated by
-    ``callback``), logging to ``folder/runs/tiny``; ``trainer`` overrides trainer options."""
-    folder.mkdir(parents=True, exist_ok=True)
-    config = {
-        "seed_everything": 0,
-        "trainer": {"accelerator": "cpu", "devices": 1, "max_steps": 4, "val_check_interval": 2,
-                    "log_every_n_steps": 1, "enable_progress_bar": False, "enable_model_summary": False,
-                    "logger": {"class_path": "lightning.pytorch.loggers.TensorBoardLogger",
-                               "init_args": {"save_dir": str(folder / "runs"), "name": "tiny"}},
-                    "callbacks": [{"class_path": "callbacks.FaithfulnessCallback",
-                                   "init_args": {**CALLBACK, **(callback or {})}}],
-                    **trainer},
-        "model": {"model_name_or_path": str(tiny["model"]), "learning_rate": 1e-4},
-        "data": {"dataset": str(tiny["data"]), "batch_size": 8, "max_length": 32, "cache_dir": str(tiny["cache"])},
-    }
-    path = folder / "tiny.yaml"
-    path.write_text(json.dumps(config))  # JSON is YAML
-    return path
+    """``tiny_config`` with the callback on (``CALLBACK`` updated by ``callback``); ``trainer`` overrides."""
+    callbacks = [{"class_path": "callbacks.FaithfulnessCallback", "init_args": {**CALLBACK, **(callback or {})}}]
+    return tiny_config(folder, tiny, model={"learning_rate": 1e-4}, callbacks=callbacks, **trainer)
 
 
 def run_in_process(*args: str) -> None:

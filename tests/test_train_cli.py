@@ -35,8 +35,9 @@ def tiny(tmp_path_factory) -> dict[str, Path]:
     return {"model": make_tiny_model(root / "model"), "data": data, "cache": root / "cache"}
 
 
-def tiny_config(folder: Path, tiny: dict[str, Path], **trainer) -> Path:
-    """A config for ``tiny``'s model and data, logging to ``folder/runs/tiny``; ``trainer`` overrides."""
+def tiny_config(folder: Path, tiny: dict[str, Path], model: dict | None = None, **trainer) -> Path:
+    """A config for ``tiny``'s model and data, logging to ``folder/runs/tiny``; ``model`` and ``trainer``
+    override model and trainer options."""
     folder.mkdir(parents=True, exist_ok=True)
     config = {
         "seed_everything": 0,
@@ -45,7 +46,7 @@ def tiny_config(folder: Path, tiny: dict[str, Path], **trainer) -> Path:
                     "logger": {"class_path": "lightning.pytorch.loggers.TensorBoardLogger",
                                "init_args": {"save_dir": str(folder / "runs"), "name": "tiny"}},
                     **trainer},
-        "model": {"model_name_or_path": str(tiny["model"]), "learning_rate": 1e-3},
+        "model": {"model_name_or_path": str(tiny["model"]), "learning_rate": 1e-3, **(model or {})},
         "data": {"dataset": str(tiny["data"]), "batch_size": 8, "max_length": 32, "cache_dir": str(tiny["cache"])},
     }
     path = folder / "tiny.yaml"
