@@ -11,7 +11,7 @@ from transformers.pytorch_utils import Conv1D
 import bcos
 from bcos.convert import ADAPTERS, transformer_blocks
 from bcos.nn import BCOS_ATTENTION, BcosLinear
-from tiny_models import ARCHITECTURES, DECODERS, tiny_batch, tiny_model
+from tiny_models import ARCHITECTURES, tiny_batch, tiny_model
 
 
 def model_output(model: nn.Module, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -152,7 +152,7 @@ def test_save_and_load_round_trip_is_bit_identical(model_type, class_name, tmp_p
     assert type(reloaded).__name__ == class_name
     assert str(reloaded.bcos_report) == str(model.bcos_report)
     assert torch.equal(model_output(reloaded, ids, mask), model_output(model, ids, mask))
-    assert model_type not in DECODERS or reloaded.config._attn_implementation == BCOS_ATTENTION
+    assert reloaded.config._attn_implementation == BCOS_ATTENTION
 
 
 def test_loading_a_conventional_folder_as_bcos_is_refused(tmp_path):
