@@ -9,8 +9,9 @@ from typing import Any
 import datasets
 import torch
 from lightning.pytorch import LightningDataModule
+from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 from lightning.pytorch.utilities import rank_zero_warn
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Dataset
 from transformers import PreTrainedTokenizerBase
 
 from datamodules.processing import PrepareConfig, load_cached, prepare_cached, read_meta, resolve_labels
@@ -217,15 +218,27 @@ class TextClassificationDataModule(LightningDataModule):
                 f"Split {split!r} is not available for dataset {self.hparams.dataset!r}; "
                 f"available: {sorted(self.datasets)}"
             )
+        dataset = self.datasets[split]
         return DataLoader(
-            self.datasets[split],
+            dataset,
             batch_size=batch_size,
             shuffle=shuffle,
+            sampler=None if shuffle else self._evaluation_shard_sampler(dataset),
             generator=torch.Generator().manual_seed(self.hparams.seed) if shuffle else None,
             collate_fn=PadCollator(_pad_token_id(self.tokenizer)),
             num_workers=self.hparams.num_workers,
             persistent_workers=self.hparams.num_workers > 0,
         )
+
+    def _evaluation_shard_sampler(self, dataset: Dataset) -> UnrepeatedDistributedSampler | None:
+        """Under multi-process training, each process evaluates a disjoint shard and no example is repeated, so
+        metrics synced across processes count every example exactly once (Lightning's default distributed
+        sampler pads the last shard with duplicates). ``None`` (the plain sequential order) otherwise."""
+        trainer = self.trainer
+        if trainer is None or trainer.world_size <= 1:
+            return None
+        return UnrepeatedDistributedSampler(dataset, num_replicas=trainer.world_size, rank=trainer.global_rank,
+                                            shuffle=False)
 
     @property
     def _eval_batch_size(self) -> int:
