@@ -1,9 +1,10 @@
 """Explanations: exact B-cos contributions and post-hoc baselines behind one explainer protocol."""
 from .bcos_explanation import Explanation, explain
+from .generation import TokenExplanations, explain_positions, generate_explained
 from .protocol import Attribution, Explainer, content_mask, tokenizer_special_ids
 from .registry import EXPLAINERS, get_explainer
 from .words import merge_subwords, token_strings, whitespace_word_ids
 
 __all__ = ["Explanation", "explain", "merge_subwords", "token_strings", "whitespace_word_ids",
            "Attribution", "Explainer", "EXPLAINERS", "content_mask", "get_explainer",
-           "tokenizer_special_ids"]
+           "tokenizer_special_ids", "TokenExplanations", "explain_positions", "generate_explained"]

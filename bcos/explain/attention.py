@@ -26,8 +26,8 @@ def eager_attention(model: nn.Module) -> Iterator[None]:
 
 class AttentionExplainer(Explainer):
     """Attention probabilities of layer ``layer`` (default: the last), head mean, from the query row of the first
-    real token for encoders ([CLS]) and of the last real token for decoders. Class-agnostic: the target is
-    ignored. Non-negative; a row sums to 1 over the real tokens.
+    real token for encoders ([CLS]) and of the last real token for decoders. Class-agnostic: the target and
+    the foil are ignored. Non-negative; a row sums to 1 over the real tokens.
 
     The model is switched to eager attention for the call (``output_attentions=True`` needs it) and switched back.
     """
@@ -39,7 +39,8 @@ class AttentionExplainer(Explainer):
         super().__init__(model, special_token_ids, causal=causal)
         self.layer = layer
 
-    def _scores(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    def _scores(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, target: torch.Tensor,
+                foil: torch.Tensor | None) -> torch.Tensor:
         with eager_attention(self.model), torch.no_grad():
             attentions = self.model_outputs(input_ids, attention_mask, output_attentions=True).attentions
         probabilities = attentions[self.layer]  # [batch, heads, query, key]

@@ -14,5 +14,6 @@ class BcosExplainer(Explainer):
 
     name = "bcos"
 
-    def _scores(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        return explain(self.model, input_ids, attention_mask, target).contributions
+    def _scores(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, target: torch.Tensor,
+                foil: torch.Tensor | None) -> torch.Tensor:
+        return explain(self.model, input_ids, attention_mask, target, foil=foil).contributions

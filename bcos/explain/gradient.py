@@ -35,20 +35,22 @@ class IntegratedGradientsExplainer(TokenBaselineExplainer):
         self.method = method
         self.internal_batch_size = internal_batch_size
 
-    def _scores(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    def _scores(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, target: torch.Tensor,
+                foil: torch.Tensor | None) -> torch.Tensor:
         reference = self.reference_ids(input_ids, attention_mask)
         attributions = LayerIntegratedGradients(self.logits, self.model.get_input_embeddings()).attribute(
-            input_ids, baselines=reference, target=target, additional_forward_args=(attention_mask,),
+            input_ids, baselines=reference, target=target, additional_forward_args=(attention_mask, foil),
             n_steps=self.n_steps, method=self.method, internal_batch_size=self.internal_batch_size)
         return attributions.sum(dim=-1).masked_fill(input_ids == reference, 0.0)
 
 
 def embedding_gradients(explainer: Explainer, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-                        target: torch.Tensor, multiply_by_inputs: bool) -> torch.Tensor:
-    """``[batch, seq, hidden]``: d target logit / d word embedding, times the embedding if ``multiply_by_inputs``."""
+                        target: torch.Tensor, foil: torch.Tensor | None, multiply_by_inputs: bool) -> torch.Tensor:
+    """``[batch, seq, hidden]``: d target logit (minus the foil's) / d word embedding, times the embedding if
+    ``multiply_by_inputs``."""
     layer = LayerGradientXActivation(explainer.logits, explainer.model.get_input_embeddings(),
                                      multiply_by_inputs=multiply_by_inputs)
-    return layer.attribute(input_ids, target=target, additional_forward_args=(attention_mask,))
+    return layer.attribute(input_ids, target=target, additional_forward_args=(attention_mask, foil))
 
 
 class InputXGradientExplainer(Explainer):
@@ -56,8 +58,9 @@ class InputXGradientExplainer(Explainer):
 
     name = "input_x_gradient"
 
-    def _scores(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        return embedding_gradients(self, input_ids, attention_mask, target, multiply_by_inputs=True).sum(dim=-1)
+    def _scores(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, target: torch.Tensor,
+                foil: torch.Tensor | None) -> torch.Tensor:
+        return embedding_gradients(self, input_ids, attention_mask, target, foil, multiply_by_inputs=True).sum(dim=-1)
 
 
 class SaliencyExplainer(Explainer):
@@ -74,6 +77,7 @@ class SaliencyExplainer(Explainer):
         super().__init__(model, special_token_ids, causal=causal)
         self.norm = norm
 
-    def _scores(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        gradients = embedding_gradients(self, input_ids, attention_mask, target, multiply_by_inputs=False)
+    def _scores(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, target: torch.Tensor,
+                foil: torch.Tensor | None) -> torch.Tensor:
+        gradients = embedding_gradients(self, input_ids, attention_mask, target, foil, multiply_by_inputs=False)
         return torch.linalg.vector_norm(gradients, ord=self.norm, dim=-1)

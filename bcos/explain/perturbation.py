@@ -37,10 +37,11 @@ class OcclusionExplainer(TokenBaselineExplainer):
         self.window = window
         self.perturbations_per_eval = perturbations_per_eval
 
-    def _scores(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    def _scores(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, target: torch.Tensor,
+                foil: torch.Tensor | None) -> torch.Tensor:
         scores = Occlusion(self.logits).attribute(
             input_ids, sliding_window_shapes=(self.window,), baselines=self.reference_ids(input_ids, attention_mask),
-            target=target, additional_forward_args=(attention_mask,),
+            target=target, additional_forward_args=(attention_mask, foil),
             perturbations_per_eval=self.perturbations_per_eval)
         return scores * self.content(input_ids, attention_mask)
 
@@ -84,7 +85,8 @@ class SamplingExplainer(TokenBaselineExplainer):
     def _method(self, forward: Callable[[torch.Tensor], torch.Tensor]):
         """The Captum attribution method over ``forward(content_ids [k, n]) -> [k, classes]``."""
 
-    def _scores(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    def _scores(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, target: torch.Tensor,
+                foil: torch.Tensor | None) -> torch.Tensor:
         content = self.content(input_ids, attention_mask)
         scores = torch.zeros(input_ids.shape, dtype=self.dtype, device=input_ids.device)
         for row in range(input_ids.shape[0]):
@@ -92,7 +94,7 @@ class SamplingExplainer(TokenBaselineExplainer):
             row_ids, row_content = input_ids[row, real], content[row, real]
             if not row_content.any():
                 continue
-            forward = partial(self._content_logits, row_ids, row_content)
+            forward = partial(self._content_logits, row_ids, row_content, None if foil is None else foil[row])
             with seeded_cpu_rng(self.seed):
                 attributions = self._attribute_content(forward, row_ids[row_content][None], int(target[row]))
             scores[row, content[row]] = attributions[0].to(scores.dtype)
@@ -105,12 +107,13 @@ class SamplingExplainer(TokenBaselineExplainer):
                                                n_samples=self.n_samples,
                                                perturbations_per_eval=self.perturbations_per_eval)
 
-    def _content_logits(self, row_ids: torch.Tensor, row_content: torch.Tensor,
+    def _content_logits(self, row_ids: torch.Tensor, row_content: torch.Tensor, foil: torch.Tensor | None,
                         content_ids: torch.Tensor) -> torch.Tensor:
-        """``[k, classes]`` logits of ``row_ids [seq]`` with its content tokens replaced by ``content_ids [k, n]``."""
+        """``[k, classes]`` logits (minus the ``foil``'s, a 0-dim id, when given) of ``row_ids [seq]`` with its content
+        tokens replaced by ``content_ids [k, n]``."""
         full = row_ids.expand(content_ids.shape[0], -1).clone()
         full[:, row_content] = content_ids
-        return self.logits(full, torch.ones_like(full))
+        return self.logits(full, torch.ones_like(full), foil)
 
 
 class ShapleySamplingExplainer(SamplingExplainer):

@@ -3,7 +3,8 @@
 An explainer wraps a model that is called as ``model(input_ids=..., attention_mask=..., [position_ids=...])``
 and returns logits (a tensor or an output with ``.logits``): ``[batch, classes]`` for sequence classifiers,
 ``[batch, seq, vocab]`` for causal language models (then the logits at the last real token are explained).
-Post-hoc methods explain the *target logit* (not its probability).
+Post-hoc methods explain the *target logit* (not its probability), or with a ``foil`` the contrast
+``logit[target] - logit[foil]`` ("why this token rather than that one").
 """
 from __future__ import annotations
 
@@ -27,11 +28,13 @@ class Attribution:
         scores: ``[batch, seq]`` float scores; exactly 0 at padding.
         target: ``[batch]`` the explained class (or vocabulary item for language models).
         seconds: wall time of the whole ``attribute`` call (CUDA synchronised).
+        foil: ``[batch]`` the foil of a contrastive explanation, else None.
     """
 
     scores: torch.Tensor
     target: torch.Tensor
     seconds: float
+    foil: torch.Tensor | None = None
 
 
 def content_mask(input_ids: torch.Tensor, attention_mask: torch.Tensor,
@@ -89,8 +92,9 @@ class Explainer(ABC):
         self.dtype = torch.promote_types(parameter_dtype, torch.float32)
 
     def attribute(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
-                  target: int | torch.Tensor | None = None) -> Attribution:
-        """Explain ``target`` (``[batch]``, an int, or None for the predicted class) for ``input_ids [batch, seq]``.
+                  target: int | torch.Tensor | None = None, foil: int | torch.Tensor | None = None) -> Attribution:
+        """Explain ``target`` (``[batch]``, an int, or None for the predicted class) for ``input_ids [batch, seq]``;
+        with ``foil`` (``[batch]`` or an int) explain ``logit[target] - logit[foil]``.
 
         Works inside ``torch.no_grad()`` / ``torch.inference_mode()``; leaves no ``.grad`` behind.
         """
@@ -101,16 +105,23 @@ class Explainer(ABC):
             if target is None:
                 with torch.no_grad():
                     target = self.logits(input_ids, attention_mask).argmax(dim=-1)
-            target = torch.as_tensor(target, device=input_ids.device).long().expand(input_ids.shape[0]).clone()
-            scores = self._scores(input_ids, attention_mask, target).detach()
+            target = self._per_row(target, input_ids)
+            foil = None if foil is None else self._per_row(foil, input_ids)
+            scores = self._scores(input_ids, attention_mask, target, foil).detach()
         scores = scores.to(self.dtype).masked_fill(attention_mask == 0, 0.0)
         if scores.is_cuda:
             torch.cuda.synchronize(scores.device)
-        return Attribution(scores, target, time.perf_counter() - start)
+        return Attribution(scores, target, time.perf_counter() - start, foil)
+
+    @staticmethod
+    def _per_row(index: int | torch.Tensor, input_ids: torch.Tensor) -> torch.Tensor:
+        return torch.as_tensor(index, device=input_ids.device).long().expand(input_ids.shape[0]).clone()
 
     @abstractmethod
-    def _scores(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        """``[batch, seq]`` scores for ``target [batch]`` (padding is zeroed by the caller)."""
+    def _scores(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, target: torch.Tensor,
+                foil: torch.Tensor | None) -> torch.Tensor:
+        """``[batch, seq]`` scores for ``target [batch]`` (contrasted with ``foil [batch]`` when given; padding is
+        zeroed by the caller)."""
 
     def model_outputs(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, **kwargs):
         """The model's raw outputs; decoders get position ids counted over real tokens."""
@@ -118,8 +129,10 @@ class Explainer(ABC):
             kwargs.setdefault("position_ids", real_positions(attention_mask))
         return self.model(input_ids=input_ids, attention_mask=attention_mask, **kwargs)
 
-    def logits(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        """``[batch, classes]`` logits; for language models those at the last real token."""
+    def logits(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+               foil: torch.Tensor | None = None) -> torch.Tensor:
+        """``[batch, classes]`` logits; for language models those at the last real token. With ``foil`` (``[batch]``
+        or one id) every logit minus the foil's, so that column ``target`` is the contrast."""
         outputs = self.model_outputs(input_ids, attention_mask)
         logits = getattr(outputs, "logits", outputs)
         if logits.dim() == 3:
@@ -127,6 +140,8 @@ class Explainer(ABC):
                 raise ValueError("token-level logits of an encoder (masked LM) need a position; explain a sequence "
                                  "classifier or a causal language model")
             logits = logits[torch.arange(logits.shape[0], device=logits.device), last_real_token(attention_mask)]
+        if foil is not None:
+            logits = logits - logits.gather(-1, foil.reshape(-1, 1).expand(logits.shape[0], 1))
         return logits
 
     def content(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
