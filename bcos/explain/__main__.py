@@ -1,0 +1,4 @@
+"""``python -m bcos.explain``: see :mod:`bcos.explain.cli`."""
+from .cli import main
+
+main()

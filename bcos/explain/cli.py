@@ -1,0 +1,196 @@
+"""``python -m bcos.explain``: explain texts with a trained model; write token heatmaps (HTML or PNG) and the
+scores (JSON).
+
+    python -m bcos.explain --model runs/quickstart/version_0/hf_export --text "a gripping film" --out heatmap.html
+    python -m bcos.explain --model runs/quickstart/version_0/checkpoints/last.ckpt --file inputs.txt \\
+        --methods bcos,integrated_gradients,lime --out heatmaps.png
+
+Models are Hugging Face folders (a training run's ``hf_export/``; sequence classifiers or causal language models)
+or Lightning ``.ckpt`` files of ``lightning_modules.SequenceClassifier``. Classifiers explain the predicted class
+(or ``--target``, a class index or label, or ``all``); causal language models explain the predicted next token (or
+``--target``, a text that is one token). The JSON next to ``--out`` holds every heatmap's tokens and scores.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+from ..evaluate.core import Classifier
+from ..evaluate.models import load_classifier
+from ..hub import load_model, load_tokenizer
+from ..viz import TokenHeatmap, write_html, write_png
+from ..viz.heatmap import likeliest, token_name
+from .protocol import Explainer
+from .registry import EXPLAINERS
+from .words import token_strings
+
+OUTPUT_SUFFIXES = (".html", ".png")
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m bcos.explain", description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--model", type=Path, required=True,
+                   help="a Hugging Face model folder (a run's hf_export/) or a Lightning .ckpt")
+    p.add_argument("--text", action="append", default=[], help="a text to explain (repeatable)")
+    p.add_argument("--file", type=Path, help="a UTF-8 file of texts to explain, one per line (blank lines skipped)")
+    p.add_argument("--out", type=Path, required=True, help="the heatmaps: a .html page or a .png image")
+    p.add_argument("--methods", type=lambda text: [m.strip() for m in text.split(",") if m.strip()], default=None,
+                   help=f"comma-separated, of: {', '.join(EXPLAINERS)} (default: bcos for a B-cos model, else "
+                   "integrated_gradients)")
+    p.add_argument("--method-params", type=json.loads, default={},
+                   help='JSON of explainer parameters by method, e.g. \'{"lime": {"n_samples": 100}}\'')
+    p.add_argument("--target", help="what to explain: a class index or label name, or 'all' (one row per class); "
+                   "for language models a text that is one token (default: the prediction)")
+    p.add_argument("--words", action="store_true", help="draw words (subword scores summed) instead of tokens")
+    p.add_argument("--png", action="store_true", help="also write a PNG next to an .html --out")
+    p.add_argument("--json", type=Path, default=None, help="where to write the scores (default: --out with .json)")
+    p.add_argument("--max-length", type=int, default=256, help="tokens per text (longer texts are truncated)")
+    p.add_argument("--logit-scale", type=float, default=None,
+                   help="inverse temperature of the shown probabilities (default: the one the model was trained "
+                   "with, else 1)")
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    return p
+
+
+def read_inputs(texts: Sequence[str], file: Path | None) -> list[str]:
+    """The texts to explain: ``texts``, then the non-blank lines of ``file``.
+
+    Raises:
+        ValueError: no input, an empty ``--text``, or a file without text.
+        FileNotFoundError: ``file`` does not exist.
+    """
+    if not texts and file is None:
+        raise ValueError("no input: give --text \"...\" or --file inputs.txt")
+    if any(not text.strip() for text in texts):
+        raise ValueError("empty input: a --text is empty; give the text to explain")
+    inputs = list(texts)
+    if file is not None:
+        if not file.is_file():
+            raise FileNotFoundError(f"input file not found: {file}")
+        lines = [line.strip() for line in file.read_text(encoding="utf-8").splitlines() if line.strip()]
+        if not lines:
+            raise ValueError(f"empty input: {file} has no text; write one text per line")
+        inputs += lines
+    return inputs
+
+
+def load(path: Path, logit_scale: float | None) -> tuple[Classifier, bool]:
+    """The model at ``path`` with its tokenizer, in eval mode, and whether it is a causal language model: Hugging
+    Face folders whose architecture is one (``*ForCausalLM``, ``*LMHeadModel``) are, anything else is loaded as a
+    sequence classifier (see :func:`bcos.evaluate.load_classifier`)."""
+    config = path / "config.json"
+    architectures = (json.loads(config.read_text()).get("architectures") or []) if config.is_file() else []
+    if not any(name.endswith(("ForCausalLM", "LMHeadModel")) for name in architectures):
+        return load_classifier(path, logit_scale), False
+    model = load_model(str(path), task="causal-lm").eval()
+    scale = getattr(model.config, "logit_scale", 1.0) if logit_scale is None else logit_scale
+    return Classifier(model, load_tokenizer(str(path)), float(scale), str(path)), True
+
+
+def check_methods(methods: Sequence[str], classifier: Classifier) -> None:
+    """Raises ValueError for unknown methods and for ``bcos`` on a conventional model."""
+    unknown = [name for name in methods if name not in EXPLAINERS]
+    if unknown:
+        raise ValueError(f"unknown method {unknown[0]!r}; known methods: {', '.join(EXPLAINERS)}")
+    if "bcos" in methods and not classifier.is_bcos:
+        raise ValueError(f"method bcos needs a B-cos model, but {classifier.source} holds a conventional model; "
+                         "explain it with post-hoc methods, e.g. --methods integrated_gradients,lime")
+
+
+def namer(classifier: Classifier, language_model: bool) -> Callable[[int], str]:
+    """How classes (``config.id2label``) or vocabulary items (decoded text) are shown."""
+    if language_model:
+        return lambda item: token_name(classifier.tokenizer, item)
+    return lambda item: str(classifier.model.config.id2label.get(item, item))
+
+
+def resolve_target(target: str | None, classifier: Classifier, language_model: bool) -> list[int] | None:
+    """``--target`` as the class / vocabulary ids to explain (None: the prediction); raises ValueError if it
+    names nothing the model has."""
+    if target is None:
+        return None
+    if language_model:
+        ids = classifier.tokenizer(target, add_special_tokens=False)["input_ids"]
+        if len(ids) != 1:
+            raise ValueError(f"--target {target!r} is {len(ids)} tokens for this tokenizer; a language model's "
+                             "target must be exactly one token (mind the leading space, e.g. ' Paris')")
+        return ids
+    labels = {int(index): str(label) for index, label in classifier.model.config.id2label.items()}
+    if target == "all":
+        return sorted(labels)
+    matches = [index for index, label in labels.items() if target in (str(index), label)]
+    if not matches:
+        known = ", ".join(f"{index} ({label})" for index, label in sorted(labels.items()))
+        raise ValueError(f"unknown --target {target!r}; the model's classes are {known}, or 'all'")
+    return matches[:1]
+
+
+def explain_text(text: str, classifier: Classifier, explainers: dict[str, Explainer], targets: list[int] | None,
+                 max_length: int, name: Callable[[int], str], language_model: bool) -> TokenHeatmap:
+    """The heatmap of ``text``: one row per method (per method and class when several targets are given)."""
+    batch = classifier.tokenizer(text, truncation=True, max_length=max_length, return_tensors="pt")
+    ids, mask = batch["input_ids"].to(classifier.device), batch["attention_mask"].to(classifier.device)
+    with torch.no_grad():
+        logits = next(iter(explainers.values())).logits(ids, mask)[0]
+    probabilities = (logits.double() * classifier.logit_scale).softmax(-1)
+    prediction = int(probabilities.argmax())
+    rows = {}
+    for method, explainer in explainers.items():
+        for target in targets or [prediction]:
+            label = method if targets is None or len(targets) == 1 else f"{method}: {name(target)}"
+            rows[label] = explainer.attribute(ids, mask, target).scores[0]
+    explained = ("every class" if targets is not None and len(targets) > 1
+                 else name(prediction if targets is None else targets[0]))
+    return TokenHeatmap(token_strings(ids, mask, classifier.tokenizer)[0], rows, text, explained, name(prediction),
+                        likeliest(probabilities, name, 5 if language_model else None))
+
+
+def write_outputs(heatmaps: list[TokenHeatmap], args: argparse.Namespace, record: dict[str, Any],
+                  special_tokens: set[str]) -> list[Path]:
+    """Write the heatmaps (HTML and/or PNG; words with ``--words``) and the JSON record; returns the paths."""
+    drawn = [heatmap.words(special_tokens) for heatmap in heatmaps] if args.words else heatmaps
+    title = f"Explanations of {args.model}"
+    files = []
+    if args.out.suffix == ".html":
+        files.append(write_html(drawn, args.out, title))
+    if args.out.suffix == ".png" or args.png:
+        files.append(write_png(drawn, args.out.with_suffix(".png")))
+    json_path = args.json or args.out.with_suffix(".json")
+    json_path.parent.mkdir(parents=True, exist_ok=True)
+    json_path.write_text(json.dumps(record, indent=1), encoding="utf-8")
+    return [*files, json_path]
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    """Run the command on ``argv`` (default: the command line); returns the JSON record it wrote, with ``files``.
+    Bad inputs exit with a usage error (status 2) that says what is wrong and what to do."""
+    p = parser()
+    args = p.parse_args(argv)
+    try:
+        if args.out.suffix not in OUTPUT_SUFFIXES:
+            raise ValueError(f"--out {args.out} must end in .html or .png")
+        texts = read_inputs(args.text, args.file)
+        classifier, language_model = load(args.model, args.logit_scale)
+        methods = args.methods or ["bcos" if classifier.is_bcos else "integrated_gradients"]
+        check_methods(methods, classifier)
+        targets = resolve_target(args.target, classifier, language_model)
+    except (ValueError, FileNotFoundError) as error:
+        p.error(str(error))
+    classifier.model.to(args.device)
+    explainers = {method: classifier.explainer(method, args.method_params.get(method)) for method in methods}
+    name = namer(classifier, language_model)
+    heatmaps = [explain_text(text, classifier, explainers, targets, args.max_length, name, language_model)
+                for text in tqdm(texts, desc="explaining", unit="text", disable=len(texts) < 2)]
+    record = {"model": str(args.model), "methods": methods, "logit_scale": classifier.logit_scale,
+              "inputs": [heatmap.to_dict() for heatmap in heatmaps]}
+    files = write_outputs(heatmaps, args, record, set(classifier.tokenizer.all_special_tokens))
+    for path in files:
+        print(f"wrote {path}")
+    return {**record, "files": [str(path) for path in files]}
