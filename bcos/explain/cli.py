@@ -8,7 +8,8 @@ scores (JSON).
 Models are Hugging Face folders (a training run's ``hf_export/``; sequence classifiers or causal language models)
 or Lightning ``.ckpt`` files of ``lightning_modules.SequenceClassifier``. Classifiers explain the predicted class
 (or ``--target``, a class index or label, or ``all``); causal language models explain the predicted next token (or
-``--target``, a text that is one token). The JSON next to ``--out`` holds every heatmap's tokens and scores.
+``--target``, a text that is one token); ``--foil`` makes the explanation contrastive. The JSON next to ``--out``
+holds every heatmap's tokens and scores.
 """
 from __future__ import annotations
 
@@ -48,6 +49,8 @@ def parser() -> argparse.ArgumentParser:
                    help='JSON of explainer parameters by method, e.g. \'{"lime": {"n_samples": 100}}\'')
     p.add_argument("--target", help="what to explain: a class index or label name, or 'all' (one row per class); "
                    "for language models a text that is one token (default: the prediction)")
+    p.add_argument("--foil", help="explain the target's logit minus this one's (\"why the target rather than the "
+                   "foil\"): a class index or label, or for language models a text that is one token")
     p.add_argument("--words", action="store_true", help="draw words (subword scores summed) instead of tokens")
     p.add_argument("--png", action="store_true", help="also write a PNG next to an .html --out")
     p.add_argument("--json", type=Path, default=None, help="where to write the scores (default: --out with .json)")
@@ -111,30 +114,32 @@ def namer(classifier: Classifier, language_model: bool) -> Callable[[int], str]:
     return lambda item: str(classifier.model.config.id2label.get(item, item))
 
 
-def resolve_target(target: str | None, classifier: Classifier, language_model: bool) -> list[int] | None:
-    """``--target`` as the class / vocabulary ids to explain (None: the prediction); raises ValueError if it
-    names nothing the model has."""
-    if target is None:
+def resolve(value: str | None, flag: str, classifier: Classifier, language_model: bool) -> list[int] | None:
+    """``--target`` / ``--foil`` as class or vocabulary ids (None when not given; every class for ``--target
+    all``); raises ValueError if ``value`` names nothing the model has."""
+    if value is None:
         return None
     if language_model:
-        ids = classifier.tokenizer(target, add_special_tokens=False)["input_ids"]
+        ids = classifier.tokenizer(value, add_special_tokens=False)["input_ids"]
         if len(ids) != 1:
-            raise ValueError(f"--target {target!r} is {len(ids)} tokens for this tokenizer; a language model's "
-                             "target must be exactly one token (mind the leading space, e.g. ' Paris')")
+            raise ValueError(f"{flag} {value!r} is {len(ids)} tokens for this tokenizer; a language model's "
+                             f"{flag} must be exactly one token (mind the leading space, e.g. ' Paris')")
         return ids
     labels = {int(index): str(label) for index, label in classifier.model.config.id2label.items()}
-    if target == "all":
+    if value == "all" and flag == "--target":
         return sorted(labels)
-    matches = [index for index, label in labels.items() if target in (str(index), label)]
+    matches = [index for index, label in labels.items() if value in (str(index), label)]
     if not matches:
         known = ", ".join(f"{index} ({label})" for index, label in sorted(labels.items()))
-        raise ValueError(f"unknown --target {target!r}; the model's classes are {known}, or 'all'")
+        raise ValueError(f"unknown {flag} {value!r}; the model's classes are {known}"
+                         + (", or 'all'" if flag == "--target" else ""))
     return matches[:1]
 
 
 def explain_text(text: str, classifier: Classifier, explainers: dict[str, Explainer], targets: list[int] | None,
-                 max_length: int, name: Callable[[int], str], language_model: bool) -> TokenHeatmap:
-    """The heatmap of ``text``: one row per method (per method and class when several targets are given)."""
+                 foil: int | None, max_length: int, name: Callable[[int], str], language_model: bool) -> TokenHeatmap:
+    """The heatmap of ``text``: one row per method (per method and class when several targets are given); with a
+    ``foil``, of the contrast ``logit[target] - logit[foil]``."""
     batch = classifier.tokenizer(text, truncation=True, max_length=max_length, return_tensors="pt")
     ids, mask = batch["input_ids"].to(classifier.device), batch["attention_mask"].to(classifier.device)
     with torch.no_grad():
@@ -145,9 +150,11 @@ def explain_text(text: str, classifier: Classifier, explainers: dict[str, Explai
     for method, explainer in explainers.items():
         for target in targets or [prediction]:
             label = method if targets is None or len(targets) == 1 else f"{method}: {name(target)}"
-            rows[label] = explainer.attribute(ids, mask, target).scores[0]
+            rows[label] = explainer.attribute(ids, mask, target, foil).scores[0]
     explained = ("every class" if targets is not None and len(targets) > 1
                  else name(prediction if targets is None else targets[0]))
+    if foil is not None:
+        explained += f" rather than {name(foil)}"
     return TokenHeatmap(token_strings(ids, mask, classifier.tokenizer)[0], rows, text, explained, name(prediction),
                         likeliest(probabilities, name, 5 if language_model else None))
 
@@ -180,13 +187,17 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         classifier, language_model = load(args.model, args.logit_scale)
         methods = args.methods or ["bcos" if classifier.is_bcos else "integrated_gradients"]
         check_methods(methods, classifier)
-        targets = resolve_target(args.target, classifier, language_model)
+        targets = resolve(args.target, "--target", classifier, language_model)
+        foil = resolve(args.foil, "--foil", classifier, language_model)
+        if foil is not None and targets is not None and len(targets) > 1:
+            raise ValueError("--foil explains one contrast: give one --target (not 'all') with it")
     except (ValueError, FileNotFoundError) as error:
         p.error(str(error))
     classifier.model.to(args.device)
     explainers = {method: classifier.explainer(method, args.method_params.get(method)) for method in methods}
     name = namer(classifier, language_model)
-    heatmaps = [explain_text(text, classifier, explainers, targets, args.max_length, name, language_model)
+    foil_id = None if foil is None else foil[0]
+    heatmaps = [explain_text(text, classifier, explainers, targets, foil_id, args.max_length, name, language_model)
                 for text in tqdm(texts, desc="explaining", unit="text", disable=len(texts) < 2)]
     record = {"model": str(args.model), "methods": methods, "logit_scale": classifier.logit_scale,
               "inputs": [heatmap.to_dict() for heatmap in heatmaps]}
