@@ -1,0 +1,173 @@
+"""``python -m bcos.explain``: the JSON scores it writes equal ``bcos.explain`` (and the explainers) called
+directly on the same input, it writes HTML / PNG heatmaps, and bad inputs fail with clear errors."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import transformers
+
+import bcos
+from bcos.explain import get_explainer
+from bcos.explain.cli import main
+from test_faithfulness_callback import train_tiny
+from test_training import make_tiny_model, write_tiny_data
+from test_viz import PNG_SIGNATURE, parse
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+TEXT = "a gripping <script> film"
+IG = {"integrated_gradients": {"n_steps": 4}, "lime": {"n_samples": 8}}
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory) -> dict[str, Path]:
+    """A tiny conventional BERT classifier and its B-cos version (Hugging Face folders with the MiniLM
+    tokenizer), and a tiny B-cos Llama language model."""
+    root = tmp_path_factory.mktemp("explain_cli")
+    conventional = make_tiny_model(root / "conventional")
+    tokenizer = bcos.load_tokenizer(str(conventional))
+    classifier = bcos.bcosify(transformers.AutoModelForSequenceClassification.from_pretrained(conventional))
+    classifier.config.id2label, classifier.config.label2id = {0: "negative", 1: "positive"}, {"negative": 0,
+                                                                                                "positive": 1}
+    classifier.save_pretrained(root / "bcos")
+    tokenizer.save_pretrained(root / "bcos")
+    torch.manual_seed(0)
+    config = transformers.LlamaConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2,
+                                      num_attention_heads=4, num_key_value_heads=2, intermediate_size=37,
+                                      max_position_embeddings=128, pad_token_id=tokenizer.pad_token_id)
+    bcos.bcosify(transformers.LlamaForCausalLM(config)).save_pretrained(root / "decoder")
+    tokenizer.save_pretrained(root / "decoder")
+    return {"conventional": conventional, "bcos": root / "bcos", "decoder": root / "decoder"}
+
+
+def encode(folder: Path, text: str = TEXT) -> tuple[torch.Tensor, torch.Tensor]:
+    batch = bcos.load_tokenizer(str(folder))(text, return_tensors="pt")
+    return batch["input_ids"], batch["attention_mask"]
+
+
+def test_json_scores_equal_bcos_explain(models, tmp_path):
+    record = main(["--model", str(models["bcos"]), "--text", TEXT, "--out", str(tmp_path / "heatmap.html")])
+    model = bcos.load_pretrained(models["bcos"])
+    ids, mask = encode(models["bcos"])
+    explanation = bcos.explain(model, ids, mask)
+    written = json.loads((tmp_path / "heatmap.json").read_text())
+    assert written == {key: value for key, value in record.items() if key != "files"}
+    (entry,) = written["inputs"]
+    assert entry["rows"]["bcos"] == explanation.contributions[0].double().tolist()
+    assert sum(entry["rows"]["bcos"]) == pytest.approx(float(explanation.logit[0]), rel=1e-4)
+    assert entry["tokens"] == bcos.token_strings(ids, mask, bcos.load_tokenizer(str(models["bcos"])))[0]
+    assert entry["prediction"] == entry["target"] == ["negative", "positive"][int(explanation.prediction[0])]
+    assert list(entry["probabilities"]) == ["negative", "positive"] and entry["title"] == TEXT
+    html = (tmp_path / "heatmap.html").read_text()
+    assert parse(html).tokens == entry["tokens"] and "<script>" not in html
+    assert record["files"] == [str(tmp_path / "heatmap.html"), str(tmp_path / "heatmap.json")]
+
+
+def test_every_method_and_target(models, tmp_path):
+    texts = ["a gripping film", "dull and lifeless"]
+    record = main(["--model", str(models["bcos"]), "--text", texts[0], "--text", texts[1], "--methods",
+                   "bcos,integrated_gradients,lime", "--method-params", json.dumps(IG), "--target", "all",
+                   "--out", str(tmp_path / "all.html")])
+    model, tokenizer = bcos.load_pretrained(models["bcos"]), bcos.load_tokenizer(str(models["bcos"]))
+    assert [entry["title"] for entry in record["inputs"]] == texts
+    for text, entry in zip(texts, record["inputs"]):
+        ids, mask = encode(models["bcos"], text)
+        assert list(entry["rows"]) == [f"{method}: {label}" for method in ("bcos", "integrated_gradients", "lime")
+                                       for label in ("negative", "positive")]
+        assert entry["target"] == "every class"
+        for c, label in enumerate(("negative", "positive")):
+            assert entry["rows"][f"bcos: {label}"] == bcos.explain(model, ids, mask, c).contributions[0].tolist()
+            direct = get_explainer("integrated_gradients", model, tokenizer, n_steps=4).attribute(ids, mask, c)
+            assert entry["rows"][f"integrated_gradients: {label}"] == pytest.approx(direct.scores[0].tolist(),
+                                                                                   rel=1e-5, abs=1e-7)
+
+
+def test_target_foil_and_a_checkpoint(models, tmp_path):
+    data = write_tiny_data(tmp_path / "data", {"train": 16, "validation": 4})
+    module = train_tiny(make_tiny_model(tmp_path / "base"), data, tmp_path / "cache", steps=2)
+    module.trainer.save_checkpoint(tmp_path / "tiny.ckpt")
+    record = main(["--model", str(tmp_path / "tiny.ckpt"), "--text", TEXT, "--target", "1", "--foil", "0",
+                   "--out", str(tmp_path / "contrast.html")])
+    ids, mask = encode(tmp_path / "base")
+    explanation = bcos.explain(module.model, ids, mask, target=1, foil=0)
+    (entry,) = record["inputs"]
+    assert entry["rows"]["bcos"] == pytest.approx(explanation.contributions[0].tolist(), rel=1e-5, abs=1e-9)
+    assert entry["target"] == "LABEL_1 rather than LABEL_0" and record["logit_scale"] == float(module.logit_scale)
+
+
+def test_next_token_explanations_of_a_language_model(models, tmp_path):
+    record = main(["--model", str(models["decoder"]), "--text", TEXT, "--target", "film", "--foil", "movie",
+                   "--out", str(tmp_path / "decoder.png"), "--words"])
+    tokenizer = bcos.load_tokenizer(str(models["decoder"]))
+    target, foil = tokenizer.convert_tokens_to_ids(["film", "movie"])
+    ids, mask = encode(models["decoder"])
+    explanation = bcos.explain(bcos.load_pretrained(models["decoder"]), ids, mask, target=target, foil=foil)
+    (entry,) = record["inputs"]
+    assert entry["rows"]["bcos"] == pytest.approx(explanation.contributions[0].tolist(), rel=1e-5, abs=1e-9)
+    assert entry["target"] == "'film' rather than 'movie'" and len(entry["probabilities"]) == 5
+    assert (tmp_path / "decoder.png").read_bytes().startswith(PNG_SIGNATURE)
+    assert not (tmp_path / "decoder.html").exists()
+
+
+def test_files_words_and_png(models, tmp_path):
+    inputs = tmp_path / "inputs.txt"
+    inputs.write_text("a gripping film\n\n  \ndull and lifeless\n", encoding="utf-8")
+    record = main(["--model", str(models["bcos"]), "--file", str(inputs), "--words", "--png",
+                   "--out", str(tmp_path / "words.html"), "--json", str(tmp_path / "scores" / "words.json")])
+    assert [entry["title"] for entry in record["inputs"]] == ["a gripping film", "dull and lifeless"]
+    assert (tmp_path / "words.png").read_bytes().startswith(PNG_SIGNATURE)
+    assert (tmp_path / "scores" / "words.json").is_file() and not (tmp_path / "words.json").exists()
+    special = set(bcos.load_tokenizer(str(models["bcos"])).all_special_tokens)
+    shown = parse((tmp_path / "words.html").read_text()).tokens
+    expected = [token for entry in record["inputs"]
+                for token in bcos.merge_subwords(entry["tokens"], entry["rows"]["bcos"], special)[0]]
+    assert shown == expected and "lifeless" in shown
+
+
+@pytest.mark.parametrize("change,message", [
+    ({"--model": "runs/missing/hf_export"}, "model not found: runs/missing/hf_export (expected a Hugging Face model "
+     "folder, e.g. a training run's hf_export/, or a Lightning .ckpt file)"),
+    ({"--text": "   "}, "empty input: a --text is empty; give the text to explain"),
+    ({"--text": None, "--file": "EMPTY"}, "empty input: EMPTY has no text; write one text per line"),
+    ({"--text": None, "--file": "missing.txt"}, "input file not found: missing.txt"),
+    ({"--text": None}, 'no input: give --text "..." or --file inputs.txt'),
+    ({"--methods": "bcos,gradcam"}, "unknown method 'gradcam'; known methods: bcos, integrated_gradients, "
+     "kernel_shap, shapley_sampling, lime, input_x_gradient, saliency, occlusion, attention"),
+    ({"--model": "CONVENTIONAL", "--methods": "bcos"}, "method bcos needs a B-cos model, but CONVENTIONAL holds a "
+     "conventional model; explain it with post-hoc methods, e.g. --methods integrated_gradients,lime"),
+    ({"--target": "neutral"}, "unknown --target 'neutral'; the model's classes are 0 (negative), 1 (positive), or "
+     "'all'"),
+    ({"--target": "all", "--foil": "negative"}, "--foil explains one contrast: give one --target (not 'all') with "
+     "it"),
+    ({"--model": "DECODER", "--target": "gripping film"}, "--target 'gripping film' is 2 tokens for this tokenizer; "
+     "a language model's --target must be exactly one token (mind the leading space, e.g. ' Paris')"),
+    ({"--out": "heatmap.pdf"}, "--out heatmap.pdf must end in .html or .png"),
+])
+def test_bad_inputs_fail_with_a_clear_error(models, tmp_path, monkeypatch, capsys, change, message):
+    (tmp_path / "EMPTY").write_text("\n  \n", encoding="utf-8")
+    monkeypatch.chdir(tmp_path)  # the messages name the relative paths given
+    paths = {"CONVENTIONAL": str(models["conventional"]), "DECODER": str(models["decoder"])}
+    options = {"--model": str(models["bcos"]), "--text": TEXT, "--out": "heatmap.html"}
+    options.update(change)
+    argv = [item for flag, value in options.items() if value is not None for item in (flag, paths.get(value, value))]
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2
+    expected = message.replace("CONVENTIONAL", paths["CONVENTIONAL"])
+    assert capsys.readouterr().err.strip().endswith(f"python -m bcos.explain: error: {expected}")
+    assert not (tmp_path / "heatmap.html").exists()
+
+
+def test_the_module_runs_as_a_command(models, tmp_path):
+    out = tmp_path / "heatmap.html"
+    result = subprocess.run([sys.executable, "-m", "bcos.explain", "--model", str(models["bcos"]), "--text", TEXT,
+                             "--out", str(out)], capture_output=True, text=True, cwd=Path(__file__).parents[1],
+                            env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert out.is_file() and out.with_suffix(".json").is_file() and f"wrote {out}" in result.stdout
