@@ -1,6 +1,7 @@
-"""Fine-tune B-cos (or conventional) sequence classifiers with LightningCLI.
+"""Fine-tune B-cos (or conventional) sequence classifiers, or continue training decoder LMs, with LightningCLI.
 
     python train.py fit --config configs/quickstart.yaml
+    python train.py fit --config configs/decoders/smollm2_bcos.yaml            # a decoder LM (configs/decoders/)
     python train.py fit --config configs/minilm_sst2_bcos.yaml --trainer.max_steps 1000
     python train.py fit --config configs/quickstart.yaml --ckpt_path last     # resume the latest run
     python train.py test --config configs/quickstart.yaml --ckpt_path runs/quickstart/version_0/checkpoints/last.ckpt
@@ -13,17 +14,23 @@ of labels (``model.num_labels``; by default inferred from the data). TensorBoard
 the state at the latest validation) and the best model in Hugging Face format to its ``hf_export/``.
 ``fit --ckpt_path last`` continues the newest run of that name that has a ``last.ckpt`` (optimizer, schedule
 and step count included). Several ``--config`` files compose, later ones overriding earlier ones.
+
+A config whose ``model`` is ``class_path: lightning_modules.CausalLanguageModel`` (the decoder configs) runs
+:class:`CausalLMTrainCLI` instead: ``lightning_modules.CausalLanguageModel`` on
+``datamodules.LanguageModelingDataModule``, checkpoints by ``val/loss``.
 """
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
+import yaml
 from jsonargparse import Namespace
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
-from datamodules import TextClassificationDataModule
-from lightning_modules import HFExport, SequenceClassifier
+from datamodules import LanguageModelingDataModule, TextClassificationDataModule
+from lightning_modules import CausalLanguageModel, HFExport, SequenceClassifier
 
 
 def continue_latest_version(logger: object) -> None:
@@ -44,9 +51,11 @@ class TrainCLI(LightningCLI):
     """LightningCLI with a ModelCheckpoint on ``val/acc``, the Hugging Face export, a learning-rate monitor and the
     tokenizer linked to the model."""
 
+    monitor = {"checkpoint.monitor": "val/acc", "checkpoint.mode": "max"}
+
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
-        parser.set_defaults({"checkpoint.monitor": "val/acc", "checkpoint.mode": "max"})
+        parser.set_defaults(self.monitor)
         # Lightning 2.6 refreshes ModelCheckpoint's own last.ckpt only when a new best is saved; resuming needs
         # the latest state, so last.ckpt comes from a second checkpoint that saves at every validation
         parser.add_lightning_class_args(ModelCheckpoint, "last_checkpoint")
@@ -55,6 +64,9 @@ class TrainCLI(LightningCLI):
         parser.add_lightning_class_args(HFExport, "export")
         parser.add_lightning_class_args(LearningRateMonitor, "lr_monitor")
         parser.set_defaults({"lr_monitor.logging_interval": "step"})
+        self.link_model_and_data(parser)
+
+    def link_model_and_data(self, parser: LightningArgumentParser) -> None:
         parser.link_arguments("model.model_name_or_path", "data.tokenizer")
         # set once on the model (None: inferred from the data); the data checks its labels against it
         parser.link_arguments("model.num_labels", "data.num_labels")
@@ -76,11 +88,41 @@ class TrainCLI(LightningCLI):
                 print(f"Hugging Face export of the best model: {callback.export_dir(trainer)}")
 
 
+class CausalLMTrainCLI(TrainCLI):
+    """:class:`TrainCLI` for decoder LMs: the model and data are given by ``class_path`` (subclasses of
+    ``CausalLanguageModel`` and ``LanguageModelingDataModule``), the best checkpoint has the lowest ``val/loss``."""
+
+    monitor = {"checkpoint.monitor": "val/loss", "checkpoint.mode": "min"}
+
+    def link_model_and_data(self, parser: LightningArgumentParser) -> None:
+        parser.link_arguments("model.init_args.model_name_or_path", "data.init_args.tokenizer")
+
+
+def _config_files(args: list[str]) -> list[str]:
+    """The files given to ``--config`` / ``-c`` in ``args``."""
+    files = [arg.split("=", 1)[1] for arg in args if arg.startswith("--config=")]
+    return files + [value for flag, value in zip(args, args[1:]) if flag in ("--config", "-c")]
+
+
+def selects_causal_lm(args: list[str]) -> bool:
+    """Whether a config file in ``args`` (or ``--model``) names ``CausalLanguageModel`` as the model's class."""
+    named = [value for flag, value in zip(args, args[1:]) if flag == "--model"]
+    for path in _config_files(args):
+        config = yaml.safe_load(Path(path).read_text()) if Path(path).is_file() else None
+        model = config.get("model") if isinstance(config, dict) else None
+        if isinstance(model, dict):
+            named.append(str(model.get("class_path", "")))
+    return any(name.endswith("CausalLanguageModel") for name in named)
+
+
 def main(args: list[str] | None = None) -> TrainCLI:
     """Runs the CLI on ``args`` (default: the command line) and returns it (``.trainer``, ``.model``)."""
-    return TrainCLI(
-        SequenceClassifier,
-        TextClassificationDataModule,
+    causal = selects_causal_lm(sys.argv[1:] if args is None else args)
+    return (CausalLMTrainCLI if causal else TrainCLI)(
+        CausalLanguageModel if causal else SequenceClassifier,
+        LanguageModelingDataModule if causal else TextClassificationDataModule,
+        subclass_mode_model=causal,
+        subclass_mode_data=causal,
         trainer_defaults={"logger": {"class_path": "lightning.pytorch.loggers.TensorBoardLogger",
                                      "init_args": {"save_dir": "runs"}}},
         parser_kwargs={"allow_abbrev": False},  # a misspelt option is an error, not a prefix of another

@@ -1,0 +1,136 @@
+"""A LightningModule that continues the language-model training of a Hugging Face decoder, B-cos or conventional."""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from lightning.pytorch import LightningModule
+from torch import nn
+from torchmetrics import SumMetric
+
+from bcos import bcosify, load_model
+from lightning_modules.optim import adamw_with_linear_schedule, parameter_groups
+from lightning_modules.sequence_classifier import SequenceClassifier
+
+
+def next_token_loss(logits: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                    reduction: str = "mean") -> torch.Tensor:
+    """Cross-entropy of predicting token ``t+1`` from the logits at ``t``.
+
+    Args:
+        logits: ``[batch, seq, vocab]``; input_ids, attention_mask: ``[batch, seq]`` (targets at padding are
+            ignored).
+        reduction: ``"mean"`` over the predicted tokens, or ``"sum"``.
+    """
+    targets = input_ids[:, 1:].masked_fill(attention_mask[:, 1:] == 0, -100)
+    return F.cross_entropy(logits[:, :-1].flatten(0, 1), targets.flatten(), ignore_index=-100, reduction=reduction)
+
+
+class CausalLanguageModel(LightningModule):
+    """Continues next-token training of ``model_name_or_path`` (GPT-2, Llama), optionally B-cosified first.
+
+    Logs ``train/loss`` and, on held-out blocks, ``val/loss`` (mean cross-entropy per predicted token),
+    ``val/perplexity`` (its exponential) and ``val/num_tokens`` (the same for ``test``).
+
+    Args:
+        model_name_or_path: a hub id (packaged ids load offline), a model folder or a saved B-cos folder.
+        bcos: convert the model with ``bcos.bcosify``; ``b``, ``layer_b``, ``normalize_weights``,
+            ``remove_biases`` are its options (``bcos.BcosOptions``). The paper B-cosifies decoders with b = 1.1.
+        logit_scale: the loss sees the logits times this factor (an inverse temperature, recorded in the
+            Hugging Face export); the model's own logits and explanations are unscaled.
+        learn_logit_scale: learn the scale, as its logarithm, with its own learning rate ``logit_scale_lr``.
+        learning_rate, weight_decay, warmup_fraction: AdamW with linear warm-up over this fraction of the
+            total steps, then linear decay to 0.
+    """
+
+    def __init__(
+        self,
+        model_name_or_path: str,
+        bcos: bool = True,
+        b: float = 1.1,
+        layer_b: dict[str, float] | None = None,
+        normalize_weights: bool = True,
+        remove_biases: bool = True,
+        logit_scale: float = 1.0,
+        learn_logit_scale: bool = False,
+        logit_scale_lr: float = 1e-2,
+        learning_rate: float = 1e-4,
+        weight_decay: float = 0.01,
+        warmup_fraction: float = 0.1,
+    ) -> None:
+        super().__init__()
+        if logit_scale <= 0:
+            raise ValueError(f"logit_scale must be positive, got {logit_scale}")
+        self.save_hyperparameters()
+        log_scale = torch.tensor(math.log(logit_scale))
+        if learn_logit_scale:
+            self.log_logit_scale = nn.Parameter(log_scale)
+        else:
+            self.register_buffer("log_logit_scale", log_scale)
+        self.model = self._load().train()  # from_pretrained returns eval mode: keep dropout on
+        self.metrics = nn.ModuleDict({stage: nn.ModuleDict({"loss_sum": SumMetric(), "num_tokens": SumMetric()})
+                                      for stage in ("val", "test")})
+
+    def _load(self) -> nn.Module:
+        hp = self.hparams
+        model = load_model(hp.model_name_or_path, task="causal-lm")
+        saved_bcos = getattr(model.config, "bcos", None) is not None
+        if saved_bcos and not hp.bcos:
+            raise ValueError(f"{hp.model_name_or_path!r} is a saved B-cos model but bcos=False was configured")
+        if hp.bcos and not saved_bcos:
+            bcosify(model, b=hp.b, layer_b=hp.layer_b, normalize_weights=hp.normalize_weights,
+                    remove_biases=hp.remove_biases)
+        return model
+
+    @property
+    def logit_scale(self) -> torch.Tensor:
+        return self.log_logit_scale.exp()
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """The model's next-token logits ``[batch, seq, vocab]``."""
+        return self.model(input_ids=input_ids, attention_mask=attention_mask).logits
+
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        logits = self(batch["input_ids"], batch["attention_mask"]) * self.logit_scale
+        loss = next_token_loss(logits, batch["input_ids"], batch["attention_mask"])
+        self.log("train/loss", loss, prog_bar=True, batch_size=batch["input_ids"].shape[0])
+        if self.hparams.learn_logit_scale:
+            self.log("train/logit_scale", self.logit_scale.detach(), batch_size=batch["input_ids"].shape[0])
+        return loss
+
+    def _evaluate(self, batch: dict[str, torch.Tensor], stage: str) -> None:
+        logits = self(batch["input_ids"], batch["attention_mask"]) * self.logit_scale
+        metrics = self.metrics[stage]
+        metrics["loss_sum"].update(next_token_loss(logits, batch["input_ids"], batch["attention_mask"], "sum"))
+        metrics["num_tokens"].update(batch["attention_mask"][:, 1:].sum())
+
+    def _log_epoch(self, stage: str) -> None:
+        metrics = self.metrics[stage]
+        num_tokens = metrics["num_tokens"].compute()
+        loss = metrics["loss_sum"].compute() / num_tokens
+        self.log_dict({f"{stage}/loss": loss, f"{stage}/perplexity": loss.exp(), f"{stage}/num_tokens": num_tokens},
+                      prog_bar=stage == "val")
+        for metric in metrics.values():
+            metric.reset()
+
+    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        self._evaluate(batch, "val")
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_epoch("val")
+
+    def test_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        self._evaluate(batch, "test")
+
+    def on_test_epoch_end(self) -> None:
+        self._log_epoch("test")
+
+    def configure_optimizers(self) -> dict:
+        hp = self.hparams
+        extra = {"log_logit_scale": {"lr": hp.logit_scale_lr}} if hp.learn_logit_scale else None
+        return adamw_with_linear_schedule(parameter_groups(self, hp.weight_decay, extra), hp.learning_rate,
+                                          hp.warmup_fraction, int(self.trainer.estimated_stepping_batches))
+
+    # a resumed run with another max_steps starts at its new schedule's learning rate
+    on_train_start = SequenceClassifier.on_train_start

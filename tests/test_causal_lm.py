@@ -1,0 +1,172 @@
+"""Decoder LM training: block packing, the causal-LM LightningModule (loss falls, perplexity logged) and train.py on
+decoder configs (export reloads as a B-cos model)."""
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import sys
+from pathlib import Path
+
+import lightning as L
+import pytest
+import torch
+import transformers
+
+import bcos
+from datamodules import LanguageModelingDataModule
+from datamodules.language_modeling import pack_blocks, read_documents
+from lightning_modules import CausalLanguageModel
+from lightning_modules.causal_lm import next_token_loss
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+REPO = Path(__file__).resolve().parents[1]
+SMOLLM2 = "HuggingFaceTB/SmolLM2-135M-Instruct"
+SENTENCES = ["the cat sat on the mat .", "a dog ran in the park .", "the bird sang in the tree .",
+             "a fish swam in the sea ."]
+
+
+def make_tiny_decoder(folder: Path, architecture: str = "llama", seed: int = 0) -> Path:
+    """A tiny random decoder saved with the SmolLM2 tokenizer (whose vocabulary it has)."""
+    torch.manual_seed(seed)
+    tokenizer = bcos.load_tokenizer(SMOLLM2)
+    if architecture == "llama":
+        config = transformers.LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2,
+                                          num_attention_heads=4, num_key_value_heads=2, intermediate_size=37,
+                                          max_position_embeddings=128, pad_token_id=tokenizer.pad_token_id,
+                                          eos_token_id=tokenizer.eos_token_id, tie_word_embeddings=True)
+        model = transformers.LlamaForCausalLM(config)
+    else:
+        config = transformers.GPT2Config(vocab_size=len(tokenizer), n_embd=32, n_layer=2, n_head=4, n_positions=128,
+                                         bos_token_id=tokenizer.bos_token_id, pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id)
+        model = transformers.GPT2LMHeadModel(config)
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+def write_text_data(folder: Path, n_train: int = 200, n_validation: int = 20) -> Path:
+    """``train.jsonl`` and ``validation.jsonl`` of four repeated sentences (learnable in a few steps)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for split, size in (("train", n_train), ("validation", n_validation)):
+        rows = [{"text": SENTENCES[i % len(SENTENCES)]} for i in range(size)]
+        (folder / f"{split}.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("tiny_lm")
+    return {"model": make_tiny_decoder(root / "model"), "data": write_text_data(root / "data"), "root": root}
+
+
+def test_blocks_are_the_documents_joined_by_eos_and_cut_to_length(tiny):
+    tokenizer = transformers.AutoTokenizer.from_pretrained(tiny["model"])
+    blocks = pack_blocks(SENTENCES, tokenizer, block_size=5)
+    stream = [token for text in SENTENCES for token in [*tokenizer(text)["input_ids"], tokenizer.eos_token_id]]
+    assert blocks.shape == (len(stream) // 5, 5)
+    assert blocks.flatten().tolist() == stream[:blocks.numel()]
+    assert pack_blocks(SENTENCES * 50, tokenizer, block_size=5, max_blocks=3, chunk=2).shape == (3, 5)
+
+
+def test_datamodule_holds_out_documents_and_reads_text_files(tiny, tmp_path):
+    text = tmp_path / "corpus.txt"
+    text.write_text("\n".join(SENTENCES * 10) + "\n\n")
+    assert read_documents(str(text)) == {"train": SENTENCES * 10}
+    data = LanguageModelingDataModule([str(tiny["data"]), str(text)], str(tiny["model"]), block_size=8, batch_size=4,
+                                      max_eval_blocks=None)
+    data.setup()
+    batch = next(iter(data.train_dataloader()))
+    assert batch["input_ids"].shape == (4, 8) and torch.all(batch["attention_mask"] == 1)
+    assert data.blocks["validation"].shape[0] >= 2  # from validation.jsonl and 5 % of the text file's lines
+    with pytest.raises(ValueError, match="block_size must be at least 1"):
+        LanguageModelingDataModule(str(text), str(tiny["model"]), block_size=0)
+    with pytest.raises(ValueError, match="has no column 'body'.*Set text_column"):
+        read_documents(str(tiny["data"]), text_column="body")
+    short = LanguageModelingDataModule(str(text), str(tiny["model"]), block_size=100)
+    with pytest.raises(ValueError, match="shorter than one block of 100 tokens"):
+        short.setup()
+
+
+def test_next_token_loss_ignores_padding_targets():
+    logits = torch.randn(2, 4, 7)
+    ids = torch.randint(0, 7, (2, 4))
+    mask = torch.tensor([[1, 1, 1, 1], [1, 1, 0, 0]])
+    expected = torch.stack([torch.nn.functional.cross_entropy(logits[0, :3], ids[0, 1:], reduction="sum"),
+                            torch.nn.functional.cross_entropy(logits[1, :1], ids[1, 1:2], reduction="sum")]).sum()
+    torch.testing.assert_close(next_token_loss(logits, ids, mask, "sum"), expected)
+    torch.testing.assert_close(next_token_loss(logits, ids, mask), expected / 4)
+
+
+@pytest.mark.parametrize("architecture", ["llama", "gpt2"])
+def test_a_tiny_bcos_decoder_learns_and_logs_perplexity(architecture, tmp_path):
+    model_dir = make_tiny_decoder(tmp_path / "model", architecture)
+    data = LanguageModelingDataModule(str(write_text_data(tmp_path / "data")), str(model_dir), block_size=16,
+                                      batch_size=8, max_eval_blocks=4)
+    module = CausalLanguageModel(str(model_dir), b=1.1, learning_rate=3e-2, warmup_fraction=0.0)
+    assert module.model.config.bcos["b"] == 1.1
+    data.setup()
+    probe = data.blocks["validation"]
+
+    def held_out_loss() -> float:
+        module.eval()  # no dropout
+        with torch.no_grad():
+            return next_token_loss(module(probe, torch.ones_like(probe)), probe, torch.ones_like(probe)).item()
+
+    before = held_out_loss()
+    module.train()
+    trainer = L.Trainer(accelerator="cpu", max_steps=12, logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0)
+    trainer.fit(module, datamodule=data)
+    after = held_out_loss()
+    assert after < before - 1.0, (before, after)
+    metrics = trainer.validate(module, datamodule=data, verbose=False)[0]
+    assert metrics["val/loss"] == pytest.approx(after, rel=1e-4)
+    assert metrics["val/perplexity"] == pytest.approx(math.exp(after), rel=1e-4)
+    assert metrics["val/num_tokens"] == probe.numel() - probe.shape[0]
+
+
+def _train_module():
+    spec = importlib.util.spec_from_file_location("train", REPO / "train.py")
+    train = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(train)
+    return train
+
+
+@pytest.mark.parametrize("config", sorted((REPO / "configs" / "decoders").glob("*.yaml")),
+                         ids=lambda path: path.stem)
+def test_decoder_configs_select_the_causal_lm_classes(config, capsys, monkeypatch):
+    monkeypatch.setattr(sys, "argv", ["train.py"])
+    with pytest.raises(SystemExit) as exit_info:
+        _train_module().main(["fit", "--config", str(config), "--print_config"])
+    assert exit_info.value.code in (0, None)
+    printed = capsys.readouterr().out
+    assert "class_path: lightning_modules.CausalLanguageModel" in printed and "monitor: val/loss" in printed
+    assert f"bcos: {'true' if config.stem.endswith('_bcos') else 'false'}" in printed
+
+
+def test_train_py_fits_a_decoder_and_exports_a_bcos_model(tiny, monkeypatch):
+    monkeypatch.setattr(sys, "argv", ["train.py"])
+    root = tiny["root"] / "cli"
+    config = {
+        "seed_everything": 0,
+        "trainer": {"accelerator": "cpu", "max_steps": 4, "val_check_interval": 2, "log_every_n_steps": 1,
+                    "enable_progress_bar": False, "enable_model_summary": False,
+                    "logger": {"class_path": "lightning.pytorch.loggers.TensorBoardLogger",
+                               "init_args": {"save_dir": str(root / "runs"), "name": "tiny_lm"}}},
+        "model": {"class_path": "lightning_modules.CausalLanguageModel",
+                  "init_args": {"model_name_or_path": str(tiny["model"]), "learning_rate": 1e-2}},
+        "data": {"class_path": "datamodules.LanguageModelingDataModule",
+                 "init_args": {"dataset": str(tiny["data"]), "block_size": 16, "batch_size": 4, "max_eval_blocks": 2}},
+    }
+    root.mkdir(parents=True)
+    (root / "tiny_lm.yaml").write_text(json.dumps(config))
+    cli = _train_module().main(["fit", "--config", str(root / "tiny_lm.yaml")])
+    assert cli.trainer.global_step == 4 and "val/perplexity" in cli.trainer.callback_metrics
+    export = Path(cli.trainer.log_dir) / "hf_export"
+    reloaded = bcos.load_pretrained(export)
+    ids = torch.tensor([[5, 6, 7, 8]])
+    with torch.no_grad():
+        torch.testing.assert_close(reloaded(input_ids=ids).logits, cli.model.model.eval()(input_ids=ids).logits)
+    assert bcos.explain(reloaded, ids).completeness_error().max() < 1e-3
