@@ -1,0 +1,93 @@
+"""Competence and evidence alignment of decoders on minimal-pair suites, per subset and pooled per suite."""
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+from ..core import Classifier
+from .pairs import encode_pairs, read_pairs
+from .scoring import (competence, contrastive_attributions, evidence_alignment, next_token_log_probs,
+                      random_reciprocal_rank)
+
+ALL = "all"  # the subset name of the rows pooled over a suite's subsets
+
+
+def methods_for(lm: Classifier, methods: Sequence[str], posthoc_on_bcos: bool) -> list[str]:
+    """B-cos explains B-cos models only; post-hoc methods explain conventional models (B-cos ones too if asked)."""
+    if lm.is_bcos:
+        return [m for m in methods if m == "bcos" or posthoc_on_bcos]
+    return [m for m in methods if m != "bcos"]
+
+
+def _mean(values: torch.Tensor) -> float:
+    kept = values[~values.isnan()]
+    return float(kept.mean()) if kept.numel() else float("nan")
+
+
+def evaluate_pairs(models: Mapping[str, Classifier], files: Mapping[tuple[str, str], Path], methods: Sequence[str],
+                   method_params: Mapping[str, Mapping[str, Any]] | None = None, max_rows: int | None = None,
+                   posthoc_on_bcos: bool = False, batch_size: int = 16, progress: bool = True) -> dict[str, Any]:
+    """Score every model on every ``(suite, subset) -> file``.
+
+    Returns ``{"skipped": [...], "competence": [...], "alignment": [...]}``: one row per subset (and one pooled
+    over each suite's subsets, subset ``"all"``) with counts, accuracy of target over foil and the mean
+    probability gap per model, and the mean reciprocal rank and evidence share per model and method (method
+    ``random``: the chance level of the reciprocal rank).
+    """
+    method_params = method_params or {}
+    per_pair: dict[tuple, dict[str, list[torch.Tensor]]] = {}
+    seconds: dict[tuple, float] = {}
+    skipped_rows = []
+
+    def collect(key: tuple, values: Mapping[str, torch.Tensor]) -> None:
+        for name, value in values.items():
+            for group in (key, (key[0], ALL, *key[2:])):
+                per_pair.setdefault(group, {}).setdefault(name, []).append(value)
+
+    for (suite, subset), file in files.items():
+        rows = read_pairs(file, max_rows)
+        for model_name, lm in models.items():
+            pairs = encode_pairs(rows, lm.tokenizer)
+            if model_name == next(iter(models)):
+                skipped_rows.append({"suite": suite, "subset": subset, "n_rows": len(rows), "n_pairs": len(pairs),
+                                     **pairs.skipped})
+                collect((suite, subset, "-", "random"), {"reciprocal_rank": random_reciprocal_rank(pairs),
+                                                         "evidence_share": torch.full((len(pairs),), torch.nan)})
+            if not len(pairs):
+                continue
+            collect((suite, subset, model_name), competence(next_token_log_probs(lm, pairs, batch_size)))
+            for method in methods_for(lm, methods, posthoc_on_bcos):
+                explainer = lm.explainer(method, method_params.get(method))
+                with tqdm(total=len(pairs), desc=f"{subset} {model_name} {method}", disable=not progress,
+                          leave=False) as bar:
+                    scores, spent = contrastive_attributions(explainer, pairs, batch_size, bar.update)
+                key = (suite, subset, model_name, method)
+                collect(key, evidence_alignment(scores, pairs))
+                for group in (key, (suite, ALL, model_name, method)):
+                    seconds[group] = seconds.get(group, 0.0) + spent
+
+    for suite in dict.fromkeys(suite for suite, _ in files):
+        suite_rows = [row for row in skipped_rows if row["suite"] == suite]
+        pooled = {key: sum(row[key] for row in suite_rows) for key in suite_rows[0] if key not in ("suite", "subset")}
+        skipped_rows.append({"suite": suite, "subset": ALL, **pooled})
+    competence_rows, alignment_rows = [], []
+    for key, values in per_pair.items():
+        joined = {name: torch.cat(parts) for name, parts in values.items()}
+        n = len(next(iter(joined.values())))
+        if len(key) == 3:
+            competence_rows.append({"suite": key[0], "subset": key[1], "model": key[2], "n_pairs": n,
+                                    "accuracy": _mean(joined["correct"]),
+                                    "probability_gap": _mean(joined["probability_gap"])})
+        else:
+            alignment_rows.append({"suite": key[0], "subset": key[1], "model": key[2], "method": key[3], "n_pairs": n,
+                                   "mrr": _mean(joined["reciprocal_rank"]),
+                                   "evidence_share": _mean(joined["evidence_share"]),
+                                   "seconds_per_pair": seconds.get(key, 0.0) / n if n else float("nan")})
+    order = {subset: i for i, subset in enumerate(dict.fromkeys(row["subset"] for row in skipped_rows))}
+    for rows in (competence_rows, alignment_rows):
+        rows.sort(key=lambda row: (row["suite"], row["subset"] == ALL, order.get(row["subset"], 0)))
+    return {"skipped": skipped_rows, "competence": competence_rows, "alignment": alignment_rows}

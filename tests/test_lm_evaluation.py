@@ -1,0 +1,174 @@
+"""Minimal-pair evaluation of decoders (BLiMP, IOI): skip rules, the alignment scores, and a tiny B-cos decoder
+trained a few steps and evaluated on BLiMP rows, its table checked against an independent computation."""
+from __future__ import annotations
+
+import itertools
+import json
+import math
+import os
+from pathlib import Path
+
+import lightning as L
+import pytest
+import torch
+import transformers
+
+import bcos
+from bcos.evaluate.core import Classifier
+from bcos.evaluate.lm import encode_pairs, evaluate_pairs, evidence_alignment, read_pairs, suite_files
+from bcos.evaluate.lm.cli import main as evaluate_lm
+from bcos.evaluate.lm.scoring import random_reciprocal_rank
+from datamodules import LanguageModelingDataModule
+from lightning_modules import CausalLanguageModel
+from lightning_modules.causal_lm import next_token_loss
+from test_causal_lm import make_tiny_decoder
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+SHARED_DATA = Path(os.environ.get("BCOS_DATA_DIR") or Path(__file__).resolve().parents[2] / "shared" / "data")
+BLIMP_SUBSETS = ["determiner_noun_agreement_1", "regular_plural_subject_verb_agreement_1"]
+ROWS = 12
+
+
+@pytest.fixture(scope="module")
+def tokenizer(tmp_path_factory):
+    return transformers.AutoTokenizer.from_pretrained(make_tiny_decoder(tmp_path_factory.mktemp("tok") / "m"))
+
+
+def test_skip_rules_are_counted(tokenizer):
+    rows = [{"prefix": "Eva has scared these", "target": "children", "foil": "child", "evidence": [3]},
+            {"prefix": "Craig explored that", "target": "grocery store", "foil": "grocery stores", "evidence": [2]},
+            {"prefix": "Paula", "target": "references", "foil": "reference", "evidence": [0]},
+            {"prefix": "The cat", "target": "is", "foil": "are", "evidence": None}]
+    pairs = encode_pairs(rows, tokenizer)
+    assert pairs.skipped == {"no_evidence": 1, "evidence_is_whole_prefix": 1, "same_first_token": 1}
+    assert len(pairs) == 1 and pairs.rows == rows[:1]
+    assert pairs.evidence.tolist() == [[False, False, False, True]]
+    words = pairs.word_ids[0][pairs.attention_mask[0].bool()].tolist()
+    assert words[-1] == 3 and sorted(set(words) - {-1}) == [0, 1, 2, 3]
+    assert pairs.target.tolist() == [tokenizer(" children")["input_ids"][0]]
+
+
+def test_reciprocal_rank_and_evidence_share_on_known_scores(tokenizer):
+    rows = [{"prefix": "a b c d", "target": "x", "foil": "y", "evidence": [1]},
+            {"prefix": "a b c d", "target": "x", "foil": "y", "evidence": [0, 3]}]
+    pairs = encode_pairs(rows, tokenizer)
+    seq = pairs.input_ids.shape[1]
+    scores = torch.zeros(2, seq)
+    for row, word_scores in enumerate([[3.0, 2.0, -1.0, 1.0], [0.0, 0.0, 0.0, 0.0]]):
+        for token, word in enumerate(pairs.word_ids[row].tolist()):
+            if word >= 0:  # one token per word here ("a", " b", ...)
+                scores[row, token] = word_scores[word]
+    aligned = evidence_alignment(scores, pairs)
+    # row 0: evidence "b" (2.0) is second; positive mass 2 of 6. Row 1: all tied: 1 / (1 + 2/2); no positive mass
+    torch.testing.assert_close(aligned["reciprocal_rank"], torch.tensor([0.5, 0.5]))
+    assert aligned["evidence_share"][0].item() == pytest.approx(2 / 6) and math.isnan(aligned["evidence_share"][1])
+
+
+def test_random_reciprocal_rank_is_the_mean_over_all_orders(tokenizer):
+    rows = [{"prefix": "a b c d e", "target": "x", "foil": "y", "evidence": evidence} for evidence in ([2], [0, 4])]
+    expected = []
+    for evidence in ([2], [0, 4]):
+        ranks = [1 / (1 + min(order.index(e) for e in evidence)) for order in itertools.permutations(range(5))]
+        expected.append(sum(ranks) / len(ranks))
+    assert random_reciprocal_rank(encode_pairs(rows, tokenizer)).tolist() == pytest.approx(expected)
+
+
+def test_bad_suites_and_rows_get_clear_errors(tmp_path, monkeypatch):
+    monkeypatch.delenv("BCOS_DATA_DIR", raising=False)
+    with pytest.raises(ValueError, match="BCOS_DATA_DIR is not set"):
+        suite_files("blimp")
+    with pytest.raises(ValueError, match="unknown suite 'nope'"):
+        suite_files("nope")
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps({"prefix": "a", "target": "b"}) + "\n")
+    with pytest.raises(ValueError, match=r"bad.jsonl:1 lacks the field\(s\) \['foil', 'evidence'\]"):
+        read_pairs(bad)
+    with pytest.raises(ValueError, match="unknown subsets \\['x'\\]"):
+        suite_files(str(bad.parent), ["x"])
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> tuple[Path, Path, list[float]]:
+    """A tiny B-cos Llama trained for a few steps on BLiMP sentences, exported; and its held-out losses."""
+    if not (SHARED_DATA / "blimp").is_dir():
+        pytest.skip(f"no BLiMP data at {SHARED_DATA / 'blimp'} (set BCOS_DATA_DIR)")
+    root = tmp_path_factory.mktemp("lm_eval")
+    model_dir = make_tiny_decoder(root / "original")
+    text = root / "sentences.txt"
+    sentences = [row["sentence_good"] for row in read_pairs(SHARED_DATA / "blimp" / f"{BLIMP_SUBSETS[0]}.jsonl", 300)]
+    text.write_text("\n".join(sentences))
+    data = LanguageModelingDataModule(str(text), str(model_dir), block_size=32, batch_size=8, max_eval_blocks=4)
+    module = CausalLanguageModel(str(model_dir), b=1.1, learning_rate=2e-2, warmup_fraction=0.0)
+    data.setup()
+    probe = data.blocks["validation"]
+
+    def held_out_loss() -> float:
+        module.eval()
+        with torch.no_grad():
+            return next_token_loss(module(probe), probe, torch.ones_like(probe)).item()
+
+    losses = [held_out_loss()]
+    module.train()
+    L.Trainer(accelerator="cpu", max_steps=10, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+              enable_model_summary=False, num_sanity_val_steps=0, limit_val_batches=0).fit(module, datamodule=data)
+    losses.append(held_out_loss())
+    module.model.save_pretrained(root / "bcos")
+    data.tokenizer.save_pretrained(root / "bcos")
+    return model_dir, root / "bcos", losses
+
+
+def test_a_trained_tiny_bcos_decoder_is_evaluated_on_blimp(trained, tmp_path, monkeypatch):
+    original_dir, bcos_dir, losses = trained
+    assert losses[1] < losses[0] - 0.5, losses  # the loss fell
+    monkeypatch.setenv("BCOS_DATA_DIR", str(SHARED_DATA))
+    results = evaluate_lm(["--bcos", str(bcos_dir), "--original", str(original_dir), "--suites", "blimp",
+                           "--subsets", ",".join(BLIMP_SUBSETS), "--max-rows", str(ROWS),
+                           "--method-params", '{"integrated_gradients": {"n_steps": 4}}', "--batch-size", "5",
+                           "--out", str(tmp_path / "out"), "--no-progress"])
+    assert (tmp_path / "out" / "results.md").read_text().count("| blimp |") > 10
+    assert json.loads((tmp_path / "out" / "results.json").read_text())["competence"]
+
+    # skipped rows: counted from the data itself
+    skipped = {row["subset"]: row for row in results["skipped"]}
+    tokenizer = transformers.AutoTokenizer.from_pretrained(bcos_dir)
+    for subset in BLIMP_SUBSETS:
+        rows = read_pairs(SHARED_DATA / "blimp" / f"{subset}.jsonl", ROWS)
+        no_evidence = sum(not row["evidence"] for row in rows)
+        assert skipped[subset]["no_evidence"] == no_evidence and skipped[subset]["n_rows"] == ROWS
+        assert sum(skipped[subset][k] for k in ("no_evidence", "evidence_is_whole_prefix", "same_first_token",
+                                                "n_pairs")) == ROWS
+    assert skipped["determiner_noun_agreement_1"]["same_first_token"] >= 1  # "grocery store" / "grocery stores"
+    assert skipped["regular_plural_subject_verb_agreement_1"]["evidence_is_whole_prefix"] >= 1
+
+    # competence: recomputed here from the models' own logits, pair by pair
+    for name, folder in (("original", original_dir), ("bcos", bcos_dir)):
+        model = bcos.load_model(str(folder), task="causal-lm").eval()
+        correct, gaps = [], []
+        for subset in BLIMP_SUBSETS:
+            for row in read_pairs(SHARED_DATA / "blimp" / f"{subset}.jsonl", ROWS):
+                target = tokenizer(" " + row["target"])["input_ids"][0]
+                foil = tokenizer(" " + row["foil"])["input_ids"][0]
+                words = row["prefix"].split()
+                if not row["evidence"] or len(set(row["evidence"])) == len(words) or target == foil:
+                    continue
+                with torch.no_grad():
+                    logits = model(input_ids=torch.tensor([tokenizer(row["prefix"])["input_ids"]])).logits[0, -1]
+                probabilities = torch.softmax(logits.double(), -1)
+                correct.append(float(probabilities[target] > probabilities[foil]))
+                gaps.append(float(probabilities[target] - probabilities[foil]))
+        row = next(r for r in results["competence"] if r["model"] == name and r["subset"] == "all")
+        assert row["n_pairs"] == len(correct) > 0
+        assert row["accuracy"] == pytest.approx(sum(correct) / len(correct))
+        assert row["probability_gap"] == pytest.approx(sum(gaps) / len(gaps), abs=1e-6)
+
+    # alignment: one row per method and subset on the right model, scores in range and not constant
+    alignment = [row for row in results["alignment"] if row["subset"] != "all"]
+    methods = {(row["model"], row["method"]) for row in alignment}
+    assert methods == {("-", "random"), ("bcos", "bcos"), *(("original", m) for m in
+                                                             ("input_x_gradient", "saliency", "integrated_gradients",
+                                                              "occlusion"))}
+    for row in alignment:
+        assert 0 < row["mrr"] <= 1
+        assert row["method"] == "random" or 0 <= row["evidence_share"] <= 1
+    assert len({round(row["mrr"], 6) for row in alignment}) > 3
