@@ -118,7 +118,7 @@ def test_next_token_explanations_of_a_language_model(models, tmp_path):
 def test_files_words_and_png(models, tmp_path):
     inputs = tmp_path / "inputs.txt"
     inputs.write_text("a gripping film\n\n  \ndull and lifeless\n", encoding="utf-8")
-    record = main(["--model", str(models["bcos"]), "--file", str(inputs), "--words", "--png",
+    record = main(["--model", str(models["bcos"]), "--file", str(inputs), "--words", "--png", "--hide-special",
                    "--out", str(tmp_path / "words.html"), "--json", str(tmp_path / "scores" / "words.json")])
     assert [entry["title"] for entry in record["inputs"]] == ["a gripping film", "dull and lifeless"]
     assert (tmp_path / "words.png").read_bytes().startswith(PNG_SIGNATURE)
@@ -126,8 +126,10 @@ def test_files_words_and_png(models, tmp_path):
     special = set(bcos.load_tokenizer(str(models["bcos"])).all_special_tokens)
     shown = parse((tmp_path / "words.html").read_text()).tokens
     expected = [token for entry in record["inputs"]
-                for token in bcos.merge_subwords(entry["tokens"], entry["rows"]["bcos"], special)[0]]
+                for token in bcos.merge_subwords(entry["tokens"], entry["rows"]["bcos"], special)[0]
+                if token not in special]
     assert shown == expected and "lifeless" in shown
+    assert record["inputs"][0]["tokens"][0] == "[CLS]"  # the JSON keeps the special tokens
 
 
 @pytest.mark.parametrize("change,message", [

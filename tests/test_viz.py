@@ -123,6 +123,13 @@ def test_words_merge_subwords_and_sum_their_scores(heatmap):
                                                                     heatmap.probabilities)
 
 
+def test_without_drops_columns(heatmap):
+    shown = heatmap.without({"[CLS]", "[SEP]"})
+    assert shown.tokens == TOKENS[1:-1]
+    assert shown.rows == {label: scores[1:-1] for label, scores in SCORES.items()}
+    assert shown.summary() == heatmap.summary()
+
+
 def test_rows_must_fit_the_tokens():
     with pytest.raises(ValueError, match="row 'bcos' has 2 scores for 3 tokens"):
         TokenHeatmap(["a", "b", "c"], {"bcos": [1.0, 2.0]})

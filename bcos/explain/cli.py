@@ -52,6 +52,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--foil", help="explain the target's logit minus this one's (\"why the target rather than the "
                    "foil\"): a class index or label, or for language models a text that is one token")
     p.add_argument("--words", action="store_true", help="draw words (subword scores summed) instead of tokens")
+    p.add_argument("--hide-special", action="store_true",
+                   help="leave special tokens ([CLS], [SEP], ...) out of the drawings (the JSON keeps them)")
     p.add_argument("--png", action="store_true", help="also write a PNG next to an .html --out")
     p.add_argument("--json", type=Path, default=None, help="where to write the scores (default: --out with .json)")
     p.add_argument("--max-length", type=int, default=256, help="tokens per text (longer texts are truncated)")
@@ -161,8 +163,10 @@ def explain_text(text: str, classifier: Classifier, explainers: dict[str, Explai
 
 def write_outputs(heatmaps: list[TokenHeatmap], args: argparse.Namespace, record: dict[str, Any],
                   special_tokens: set[str]) -> list[Path]:
-    """Write the heatmaps (HTML and/or PNG; words with ``--words``) and the JSON record; returns the paths."""
+    """Write the heatmaps (HTML and/or PNG; words with ``--words``, without special tokens with ``--hide-special``)
+    and the JSON record; returns the paths."""
     drawn = [heatmap.words(special_tokens) for heatmap in heatmaps] if args.words else heatmaps
+    drawn = [heatmap.without(special_tokens) for heatmap in drawn] if args.hide_special else drawn
     title = f"Explanations of {args.model}"
     files = []
     if args.out.suffix == ".html":

@@ -51,6 +51,14 @@ class TokenHeatmap:
         return TokenHeatmap(words, {label: scores for label, (_, scores) in merged.items()}, self.title, self.target,
                             self.prediction, self.probabilities)
 
+    def without(self, tokens: Collection[str]) -> TokenHeatmap:
+        """The heatmap without the columns of ``tokens`` (e.g. special tokens, to compare with methods that leave
+        them at zero; the colours are then scaled over the remaining tokens)."""
+        keep = [i for i, token in enumerate(self.tokens) if token not in tokens]
+        return TokenHeatmap([self.tokens[i] for i in keep], {label: [scores[i] for i in keep]
+                                                              for label, scores in self.rows.items()},
+                            self.title, self.target, self.prediction, self.probabilities)
+
     def summary(self) -> str:
         """One line: prediction, probabilities and explained target (what both renderers print under the title)."""
         parts = []
