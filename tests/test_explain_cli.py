@@ -92,13 +92,14 @@ def test_target_foil_and_a_checkpoint(models, tmp_path):
     data = write_tiny_data(tmp_path / "data", {"train": 16, "validation": 4})
     module = train_tiny(make_tiny_model(tmp_path / "base"), data, tmp_path / "cache", steps=2)
     module.trainer.save_checkpoint(tmp_path / "tiny.ckpt")
-    record = main(["--model", str(tmp_path / "tiny.ckpt"), "--text", TEXT, "--target", "1", "--foil", "0",
-                   "--out", str(tmp_path / "contrast.html")])
+    record = main(["--model", str(tmp_path / "tiny.ckpt"), "--text", TEXT, "--target", "good", "--foil", "0",
+                   "--labels", "bad,good", "--out", str(tmp_path / "contrast.html")])
     ids, mask = encode(tmp_path / "base")
     explanation = bcos.explain(module.model, ids, mask, target=1, foil=0)
     (entry,) = record["inputs"]
     assert entry["rows"]["bcos"] == pytest.approx(explanation.contributions[0].tolist(), rel=1e-5, abs=1e-9)
-    assert entry["target"] == "LABEL_1 rather than LABEL_0" and record["logit_scale"] == float(module.logit_scale)
+    assert entry["target"] == "good rather than bad" and record["logit_scale"] == float(module.logit_scale)
+    assert list(entry["probabilities"]) == ["bad", "good"]
 
 
 def test_next_token_explanations_of_a_language_model(models, tmp_path):
@@ -150,6 +151,9 @@ def test_files_words_and_png(models, tmp_path):
     ({"--model": "DECODER", "--target": "gripping film"}, "--target 'gripping film' is 2 tokens for this tokenizer; "
      "a language model's --target must be exactly one token (mind the leading space, e.g. ' Paris')"),
     ({"--out": "heatmap.pdf"}, "--out heatmap.pdf must end in .html or .png"),
+    ({"--labels": "bad,neutral,good"}, "--labels gives 3 names for a model with 2 classes"),
+    ({"--model": "DECODER", "--labels": "a,b"}, "--labels names the classes of a classifier; a language model's "
+     "classes are its tokens"),
 ])
 def test_bad_inputs_fail_with_a_clear_error(models, tmp_path, monkeypatch, capsys, change, message):
     (tmp_path / "EMPTY").write_text("\n  \n", encoding="utf-8")

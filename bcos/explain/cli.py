@@ -51,6 +51,9 @@ def parser() -> argparse.ArgumentParser:
                    "for language models a text that is one token (default: the prediction)")
     p.add_argument("--foil", help="explain the target's logit minus this one's (\"why the target rather than the "
                    "foil\"): a class index or label, or for language models a text that is one token")
+    p.add_argument("--labels", type=lambda text: [name.strip() for name in text.split(",")], default=None,
+                   help="comma-separated class names in class order, e.g. negative,positive (default: the model "
+                   "config's id2label)")
     p.add_argument("--words", action="store_true", help="draw words (subword scores summed) instead of tokens")
     p.add_argument("--hide-special", action="store_true",
                    help="leave special tokens ([CLS], [SEP], ...) out of the drawings (the JSON keeps them)")
@@ -107,6 +110,16 @@ def check_methods(methods: Sequence[str], classifier: Classifier) -> None:
     if "bcos" in methods and not classifier.is_bcos:
         raise ValueError(f"method bcos needs a B-cos model, but {classifier.source} holds a conventional model; "
                          "explain it with post-hoc methods, e.g. --methods integrated_gradients,lime")
+
+
+def name_classes(classifier: Classifier, labels: list[str], language_model: bool) -> None:
+    """Name the classifier's classes ``labels`` (its ``config.id2label``); raises ValueError if they do not fit."""
+    if language_model:
+        raise ValueError("--labels names the classes of a classifier; a language model's classes are its tokens")
+    if len(labels) != classifier.model.config.num_labels:
+        raise ValueError(f"--labels gives {len(labels)} names for a model with {classifier.model.config.num_labels} "
+                         "classes")
+    classifier.model.config.id2label = dict(enumerate(labels))
 
 
 def namer(classifier: Classifier, language_model: bool) -> Callable[[int], str]:
@@ -189,6 +202,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             raise ValueError(f"--out {args.out} must end in .html or .png")
         texts = read_inputs(args.text, args.file)
         classifier, language_model = load(args.model, args.logit_scale)
+        if args.labels is not None:
+            name_classes(classifier, args.labels, language_model)
         methods = args.methods or ["bcos" if classifier.is_bcos else "integrated_gradients"]
         check_methods(methods, classifier)
         targets = resolve(args.target, "--target", classifier, language_model)
