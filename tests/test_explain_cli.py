@@ -142,6 +142,10 @@ def test_files_words_and_png(models, tmp_path):
     ({"--text": None}, 'no input: give --text "..." or --file inputs.txt'),
     ({"--methods": "bcos,gradcam"}, "unknown method 'gradcam'; known methods: bcos, integrated_gradients, "
      "kernel_shap, shapley_sampling, lime, input_x_gradient, saliency, occlusion, attention"),
+    ({"--method-params": '{"lim": {"n_samples": 8}}'}, "unknown method 'lim'; known methods: bcos, "
+     "integrated_gradients, kernel_shap, shapley_sampling, lime, input_x_gradient, saliency, occlusion, attention"),
+    ({"--methods": "lime", "--method-params": '{"lime": {"samples": 8}}'}, "--method-params for lime: "
+     "SamplingExplainer.__init__() got an unexpected keyword argument 'samples'"),
     ({"--model": "CONVENTIONAL", "--methods": "bcos"}, "method bcos needs a B-cos model, but CONVENTIONAL holds a "
      "conventional model; explain it with post-hoc methods, e.g. --methods integrated_gradients,lime"),
     ({"--target": "neutral"}, "unknown --target 'neutral'; the model's classes are 0 (negative), 1 (positive), or "

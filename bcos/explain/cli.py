@@ -102,14 +102,27 @@ def load(path: Path, logit_scale: float | None) -> tuple[Classifier, bool]:
     return Classifier(model, load_tokenizer(str(path)), float(scale), str(path)), True
 
 
-def check_methods(methods: Sequence[str], classifier: Classifier) -> None:
-    """Raises ValueError for unknown methods and for ``bcos`` on a conventional model."""
-    unknown = [name for name in methods if name not in EXPLAINERS]
+def check_methods(methods: Sequence[str], method_params: dict[str, Any], classifier: Classifier) -> None:
+    """Raises ValueError for unknown methods (in ``--methods`` or ``--method-params``) and for ``bcos`` on a
+    conventional model."""
+    unknown = [name for name in [*methods, *method_params] if name not in EXPLAINERS]
     if unknown:
         raise ValueError(f"unknown method {unknown[0]!r}; known methods: {', '.join(EXPLAINERS)}")
     if "bcos" in methods and not classifier.is_bcos:
         raise ValueError(f"method bcos needs a B-cos model, but {classifier.source} holds a conventional model; "
                          "explain it with post-hoc methods, e.g. --methods integrated_gradients,lime")
+
+
+def build_explainers(classifier: Classifier, methods: Sequence[str],
+                     method_params: dict[str, Any]) -> dict[str, Explainer]:
+    """The explainers by method; raises ValueError naming the method whose parameters it does not take."""
+    explainers = {}
+    for method in methods:
+        try:
+            explainers[method] = classifier.explainer(method, method_params.get(method))
+        except TypeError as error:
+            raise ValueError(f"--method-params for {method}: {error}") from error
+    return explainers
 
 
 def name_classes(classifier: Classifier, labels: list[str], language_model: bool) -> None:
@@ -205,15 +218,15 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         if args.labels is not None:
             name_classes(classifier, args.labels, language_model)
         methods = args.methods or ["bcos" if classifier.is_bcos else "integrated_gradients"]
-        check_methods(methods, classifier)
+        check_methods(methods, args.method_params, classifier)
         targets = resolve(args.target, "--target", classifier, language_model)
         foil = resolve(args.foil, "--foil", classifier, language_model)
         if foil is not None and targets is not None and len(targets) > 1:
             raise ValueError("--foil explains one contrast: give one --target (not 'all') with it")
+        explainers = build_explainers(classifier, methods, args.method_params)
     except (ValueError, FileNotFoundError) as error:
         p.error(str(error))
     classifier.model.to(args.device)
-    explainers = {method: classifier.explainer(method, args.method_params.get(method)) for method in methods}
     name = namer(classifier, language_model)
     foil_id = None if foil is None else foil[0]
     heatmaps = [explain_text(text, classifier, explainers, targets, foil_id, args.max_length, name, language_model)
