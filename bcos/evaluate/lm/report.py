@@ -15,9 +15,10 @@ def _number(value: Any, digits: int = 3, percent: bool = False) -> str:
     return f"{100 * value:.1f}" if percent else f"{value:.{digits}f}"
 
 
-def _table(header: list[str], lines: list[list[str]]) -> list[str]:
-    return ["| " + " | ".join(header) + " |", "|" + "|".join("---" if i < 2 else "---:" for i in range(len(header))) +
-            "|", *("| " + " | ".join(line) + " |" for line in lines), ""]
+def _table(header: list[str], lines: list[list[str]], text_columns: int) -> list[str]:
+    """A Markdown table, the first ``text_columns`` columns left-aligned, the numbers right-aligned."""
+    rule = "|" + "|".join("---" if i < text_columns else "---:" for i in range(len(header))) + "|"
+    return ["| " + " | ".join(header) + " |", rule, *("| " + " | ".join(line) + " |" for line in lines), ""]
 
 
 def markdown(results: dict[str, Any]) -> str:
@@ -28,17 +29,17 @@ def markdown(results: dict[str, Any]) -> str:
              ""]
     lines += _table(["suite", "subset", "rows", *SKIP_REASONS, "evaluated"],
                     [[r["suite"], r["subset"], str(r["n_rows"]), *(str(r[k]) for k in SKIP_REASONS), str(r["n_pairs"])]
-                     for r in results["skipped"]])
+                     for r in results["skipped"]], 2)
     lines += ["## Competence: target over foil (first tokens)", ""]
     lines += _table(["suite", "subset", "model", "pairs", "accuracy %", "p(target) - p(foil)"],
                     [[r["suite"], r["subset"], r["model"], str(r["n_pairs"]), _number(r["accuracy"], percent=True),
-                      _number(r["probability_gap"], 4)] for r in results["competence"]])
+                      _number(r["probability_gap"], 4)] for r in results["competence"]], 3)
     lines += ["## Evidence alignment of contrastive explanations (target vs foil)", "",
               "MRR: mean reciprocal rank of the best-ranked evidence word (method `random`: chance level); evidence "
               "share: positive attribution on the evidence words / all positive attribution.", ""]
     lines += _table(["suite", "subset", "model", "method", "pairs", "MRR ↑", "evidence share ↑", "s / pair"],
                     [[r["suite"], r["subset"], r["model"], r["method"], str(r["n_pairs"]), _number(r["mrr"]),
-                      _number(r["evidence_share"]), _number(r["seconds_per_pair"], 4)] for r in results["alignment"]])
+                      _number(r["evidence_share"]), _number(r["seconds_per_pair"], 4)] for r in results["alignment"]], 4)
     return "\n".join(lines)
 
 
