@@ -121,7 +121,8 @@ def generate_explained(model: nn.Module, input_ids: torch.Tensor, attention_mask
         pad_token_id = config.pad_token_id if config.pad_token_id is not None else eos_token_id
     if pad_token_id is None:
         raise ValueError("the model config has neither pad_token_id nor eos_token_id: pass pad_token_id")
-    eos_ids = torch.as_tensor([] if eos_token_id is None else eos_token_id, device=input_ids.device).reshape(-1)
+    eos_ids = torch.as_tensor([] if eos_token_id is None else eos_token_id, dtype=torch.long,
+                              device=input_ids.device).reshape(-1)
     batch, prompt = input_ids.shape
     finished = torch.zeros(batch, dtype=torch.bool, device=input_ids.device)
     contributions, logits, targets = [], [], []

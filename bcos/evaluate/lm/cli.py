@@ -72,7 +72,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
              for subset, file in suite_files(suite, args.subsets if args.subsets else None).items()}
     results = evaluate_pairs(models, files, args.methods, args.method_params, args.max_rows, args.posthoc_on_bcos,
                              args.batch_size, progress=not args.no_progress)
-    results["settings"] = {**{key: value for key, value in vars(args).items()},
+    results["settings"] = {**vars(args),
                            "logit_scales": {name: lm.logit_scale for name, lm in models.items()},
                            "files": {f"{suite}/{subset}": str(file) for (suite, subset), file in files.items()},
                            "versions": {"bcos": __version__, "torch": torch.__version__,
