@@ -129,7 +129,8 @@ def main() -> None:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     report: dict = {"settings": {**vars(args), "model": MODEL, "datasets": DATASETS, "b": 1.1, "methods": METHODS},
-                    "machine": {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
+                    "machine": {"platform": platform.platform(),
+                                "processor": platform.processor() or platform.machine(),
                                 "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
                                 "transformers": transformers.__version__},
                     "date": datetime.now(timezone.utc).isoformat(timespec="seconds")}

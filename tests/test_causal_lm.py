@@ -39,7 +39,8 @@ def make_tiny_decoder(folder: Path, architecture: str = "llama", seed: int = 0) 
         model = transformers.LlamaForCausalLM(config)
     else:
         config = transformers.GPT2Config(vocab_size=len(tokenizer), n_embd=32, n_layer=2, n_head=4, n_positions=128,
-                                         bos_token_id=tokenizer.bos_token_id, pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id)
+                                         bos_token_id=tokenizer.bos_token_id, pad_token_id=tokenizer.pad_token_id,
+                                         eos_token_id=tokenizer.eos_token_id)
         model = transformers.GPT2LMHeadModel(config)
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)

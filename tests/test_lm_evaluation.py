@@ -14,8 +14,7 @@ import torch
 import transformers
 
 import bcos
-from bcos.evaluate.core import Classifier
-from bcos.evaluate.lm import encode_pairs, evaluate_pairs, evidence_alignment, read_pairs, suite_files
+from bcos.evaluate.lm import encode_pairs, evidence_alignment, read_pairs, suite_files
 from bcos.evaluate.lm.cli import main as evaluate_lm
 from bcos.evaluate.lm.scoring import random_reciprocal_rank
 from datamodules import LanguageModelingDataModule

@@ -133,7 +133,8 @@ def encode_pairs(rows: list[dict[str, Any]], tokenizer) -> PairBatch:
         foils.append(foil)
     n, seq = len(kept), max(map(len, ids), default=0)
     n_words = max((len(row["prefix"].split()) for row in kept), default=0)
-    batch = PairBatch(torch.full((n, seq), 0 if pad is None else pad, dtype=torch.long), torch.zeros(n, seq, dtype=torch.long),
+    batch = PairBatch(torch.full((n, seq), 0 if pad is None else pad, dtype=torch.long),
+                      torch.zeros(n, seq, dtype=torch.long),
                       torch.full((n, seq), -1, dtype=torch.long), torch.zeros(n, n_words, dtype=torch.bool),
                       torch.tensor(targets, dtype=torch.long), torch.tensor(foils, dtype=torch.long), kept,
                       dict(skipped))

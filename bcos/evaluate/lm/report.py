@@ -39,7 +39,8 @@ def markdown(results: dict[str, Any]) -> str:
               "share: positive attribution on the evidence words / all positive attribution.", ""]
     lines += _table(["suite", "subset", "model", "method", "pairs", "MRR ↑", "evidence share ↑", "s / pair"],
                     [[r["suite"], r["subset"], r["model"], r["method"], str(r["n_pairs"]), _number(r["mrr"]),
-                      _number(r["evidence_share"]), _number(r["seconds_per_pair"], 4)] for r in results["alignment"]], 4)
+                      _number(r["evidence_share"]), _number(r["seconds_per_pair"], 4)]
+                     for r in results["alignment"]], 4)
     return "\n".join(lines)
 
 
