@@ -5,6 +5,13 @@ batch, one model after the other, so the step-time ratios compare models under t
 Validation on the full SST-2 validation set every ``--eval-every`` steps.
 
     python benchmarks/train_compare.py --steps 600 --out benchmarks/results/train_compare.json
+    python benchmarks/train_compare.py --steps 100 --variant 'b1.5 scale 300={"b": 1.5, "logit_scale": 300}'
+
+``--variant NAME=JSON`` (repeatable) replaces the B-cos variants given by ``--b``: the JSON holds
+``SequenceClassifier`` arguments (``bcos`` defaults to true; ``learning_rate`` overrides ``--learning-rate``).
+The conventional reference (cross-entropy, ``--conventional-learning-rate``) always trains first.
+``--save-dir`` exports every model at its best validation step in Hugging Face format (``<save-dir>/<slug>``),
+loadable with ``bcos.load_pretrained`` / ``bcos.load_model`` (e.g. for ``python -m bcos.evaluate``).
 """
 from __future__ import annotations
 
@@ -12,6 +19,7 @@ import argparse
 import json
 import os
 import platform
+import re
 import statistics
 import time
 from itertools import cycle
@@ -22,17 +30,18 @@ from tqdm import tqdm
 
 from datamodules import TextClassificationDataModule
 from lightning_modules import SequenceClassifier
+from lightning_modules.export import export_hf
 from lightning_modules.optim import adamw_with_linear_schedule, parameter_groups
 
 MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 
 
-def build(variant: dict, steps: int, learning_rate: float) -> tuple[SequenceClassifier, torch.optim.Optimizer, object]:
+def build(variant: dict, steps: int) -> tuple[SequenceClassifier, torch.optim.Optimizer, object]:
     """A SequenceClassifier for ``variant`` with its AdamW and warm-up/decay schedule."""
-    module = SequenceClassifier(MODEL, num_labels=2, learning_rate=learning_rate, **variant["options"])
+    module = SequenceClassifier(MODEL, num_labels=2, **variant["options"])
     module.model.train()
-    configured = adamw_with_linear_schedule(parameter_groups(module, module.hparams.weight_decay), learning_rate,
-                                            module.hparams.warmup_fraction, steps)
+    configured = adamw_with_linear_schedule(parameter_groups(module, module.hparams.weight_decay),
+                                            module.hparams.learning_rate, module.hparams.warmup_fraction, steps)
     return module, configured["optimizer"], configured["lr_scheduler"]["scheduler"]
 
 
@@ -47,6 +56,25 @@ def accuracy(module: SequenceClassifier, batches: list[dict[str, torch.Tensor]])
         total += batch["labels"].numel()
     module.model.train()
     return 100.0 * correct / total
+
+
+def parse_variant(text: str) -> dict:
+    """``NAME=JSON`` → ``{"name": NAME, "options": {...}}`` with ``bcos`` defaulting to true."""
+    name, separator, options = text.partition("=")
+    if not separator or not name.strip():
+        raise argparse.ArgumentTypeError(f"--variant takes NAME=JSON, got {text!r}")
+    try:
+        parsed = json.loads(options)
+    except json.JSONDecodeError as error:
+        raise argparse.ArgumentTypeError(f"--variant {name!r}: the options are not valid JSON ({error})") from error
+    if not isinstance(parsed, dict):
+        raise argparse.ArgumentTypeError(f"--variant {name!r}: the options must be a JSON object, got {options!r}")
+    return {"name": name.strip(), "options": {"bcos": True, **parsed}}
+
+
+def slug(name: str) -> str:
+    """A folder name for a variant name: ``"B-cos b=1.5 (BCE)"`` → ``"b-cos_b1.5_bce"``."""
+    return re.sub(r"[^a-z0-9.]+", "_", name.lower().replace("=", "")).strip("_")
 
 
 def write_report(runs: list[dict], args: argparse.Namespace, validation_examples: int, steps_done: int) -> list[dict]:
@@ -86,8 +114,12 @@ def main() -> None:
     parser.add_argument("--eval-every", type=int, default=50)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--max-length", type=int, default=64)
-    parser.add_argument("--learning-rate", type=float, default=5e-5)
+    parser.add_argument("--learning-rate", type=float, default=5e-5, help="of the B-cos variants")
+    parser.add_argument("--conventional-learning-rate", type=float, default=5e-5)
     parser.add_argument("--b", type=float, nargs="+", default=[1.5, 2.0], help="B of the B-cos variants")
+    parser.add_argument("--variant", type=parse_variant, action="append", metavar="NAME=JSON",
+                        help="a B-cos variant by its SequenceClassifier arguments; replaces --b")
+    parser.add_argument("--save-dir", type=Path, help="export each model at its best step here")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/train_compare.json"))
     args = parser.parse_args()
@@ -98,12 +130,15 @@ def main() -> None:
                                         batch_size=args.batch_size, eval_batch_size=128, seed=42)
     data.setup("fit")
     validation = list(data.val_dataloader())
-    variants = [{"name": "conventional (CE)", "options": {"bcos": False}}]
-    variants += [{"name": f"B-cos b={b} (BCE)", "options": {"bcos": True, "b": b}} for b in args.b]
+    variants = [{"name": "conventional (CE)",
+                 "options": {"bcos": False, "learning_rate": args.conventional_learning_rate}}]
+    variants += args.variant or [{"name": f"B-cos b={b} (BCE)", "options": {"bcos": True, "b": b}} for b in args.b]
+    for variant in variants[1:]:
+        variant["options"].setdefault("learning_rate", args.learning_rate)
     runs = []
     for variant in variants:
         torch.manual_seed(0)  # the same fresh classification head for every variant
-        module, optimizer, scheduler = build(variant, args.steps, args.learning_rate)
+        module, optimizer, scheduler = build(variant, args.steps)
         runs.append({"variant": variant, "module": module, "optimizer": optimizer, "scheduler": scheduler,
                      "step_seconds": [], "curve": [], "losses": []})
 
@@ -123,6 +158,9 @@ def main() -> None:
         if step % args.eval_every == 0 or step == args.steps:
             for run in runs:
                 run["curve"].append({"step": step, "accuracy": accuracy(run["module"], validation)})
+                if args.save_dir and run["curve"][-1]["accuracy"] >= max(p["accuracy"] for p in run["curve"]):
+                    export_hf(run["module"].model, data.tokenizer, args.save_dir / slug(run["variant"]["name"]),
+                              logit_scale=float(run["module"].logit_scale))
             tqdm.write(f"step {step}: " + ", ".join(f"{r['variant']['name']} {r['curve'][-1]['accuracy']:.2f}"
                                                     for r in runs))
             results = write_report(runs, args, sum(b["labels"].numel() for b in validation), step)
