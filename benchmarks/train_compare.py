@@ -59,8 +59,10 @@ def accuracy(module: SequenceClassifier, batches: list[dict[str, torch.Tensor]])
 
 
 def parse_variant(text: str) -> dict:
-    """``NAME=JSON`` → ``{"name": NAME, "options": {...}}`` with ``bcos`` defaulting to true."""
-    name, separator, options = text.partition("=")
+    """``NAME=JSON`` → ``{"name": NAME, "options": {...}}`` with ``bcos`` defaulting to true; NAME may itself
+    contain ``=`` (the options start at the first ``={``)."""
+    name, separator, options = text.partition("={")
+    options = "{" + options
     if not separator or not name.strip():
         raise argparse.ArgumentTypeError(f"--variant takes NAME=JSON, got {text!r}")
     try:
