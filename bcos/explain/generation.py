@@ -87,7 +87,8 @@ def explain_positions(model: nn.Module, input_ids: torch.Tensor, attention_mask:
 
 
 def generate_explained(model: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
-                       max_new_tokens: int = 20, eos_token_id: int | None = None, pad_token_id: int | None = None,
+                       max_new_tokens: int = 20, eos_token_id: int | list[int] | None = None,
+                       pad_token_id: int | None = None,
                        progress: bool = False) -> TokenExplanations:
     """Greedy generation with an exact explanation of every generated token.
 
@@ -99,13 +100,15 @@ def generate_explained(model: nn.Module, input_ids: torch.Tensor, attention_mask
         model: a bcosified causal LM in eval mode.
         input_ids, attention_mask: ``[batch, prompt]``; pad batches on the left.
         max_new_tokens: generation steps.
-        eos_token_id: a row stops after generating it (default ``model.config.eos_token_id``; None: never).
+        eos_token_id: a row stops after generating it (an id or a list; default ``model.config.eos_token_id``;
+            -1 never stops).
         pad_token_id: filler of finished rows (attention 0); default the config's pad token, else the EOS token.
         progress: show a progress bar over the steps.
 
     Returns:
-        :class:`TokenExplanations` with ``contributions [batch, new, prompt + new]``; steps after a row's EOS
-        token have target ``pad_token_id``, logit 0 and contributions 0.
+        :class:`TokenExplanations` with ``contributions [batch, new, prompt + new]`` (``new`` is
+        ``max_new_tokens``, or fewer when every row stopped); steps after a row's EOS token have target
+        ``pad_token_id``, logit 0 and contributions 0.
     """
     if attention_mask is None:
         attention_mask = torch.ones_like(input_ids)
