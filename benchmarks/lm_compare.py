@@ -12,13 +12,19 @@
    generation of the same model (``generate``, KV cache).
 
 The results JSON is rewritten after every stage (``--out``), so a run cut short keeps what it measured.
+
+``--paired-speed-rounds N`` only measures the training speed of both models side by side (rounds of
+``--paired-steps`` steps of each in turn, same batches, plain AdamW loop) and adds it to ``--out`` as
+``training_paired``: the ratio is then comparable even when other jobs share the machine.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import math
+import os
 import platform
+import statistics
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -56,6 +62,9 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--new-tokens", type=int, default=12, help="generated tokens per prompt")
     p.add_argument("--out", default="benchmarks/results/lm_compare.json")
     p.add_argument("--export", default="runs/lm_compare/bcos_export", help="where the trained B-cos model is saved")
+    p.add_argument("--paired-speed-rounds", type=int, default=0,
+                   help="only measure paired training speed: this many rounds (0: the whole benchmark)")
+    p.add_argument("--paired-steps", type=int, default=3, help="steps of each model per paired round")
     return p.parse_args()
 
 
@@ -88,6 +97,34 @@ def train(module: CausalLanguageModel, data: LanguageModelingDataModule, steps: 
     return {"steps": steps, "tokens_per_second": tokens / clock.seconds(), "seconds": clock.seconds(),
             "first_loss": losses[0], "last_10_mean_loss": sum(losses[-10:]) / len(losses[-10:]),
             "losses_every_10": losses[::10]}
+
+
+def paired_training_speed(blocks: torch.Tensor, batch_size: int, rounds: int, steps: int) -> dict:
+    """Tokens per second of conventional and B-cos training steps timed in turn on the same batches (after one
+    untimed step of each): per-round values and the median ratio."""
+    models = {"conventional": CausalLanguageModel(MODEL, bcos=False).model.train(),
+              "bcos": CausalLanguageModel(MODEL, b=1.1).model.train()}
+    optimizers = {name: torch.optim.AdamW(model.parameters(), lr=1e-5) for name, model in models.items()}
+    batches = blocks[:batch_size * steps].split(batch_size)
+
+    def run(name: str, batches: tuple[torch.Tensor, ...]) -> float:
+        start = time.perf_counter()
+        for batch in batches:
+            mask = torch.ones_like(batch)
+            next_token_loss(models[name](input_ids=batch).logits, batch, mask).backward()
+            optimizers[name].step()
+            optimizers[name].zero_grad()
+        return batch_size * blocks.shape[1] * len(batches) / (time.perf_counter() - start)
+
+    for name in models:
+        run(name, batches[:1])
+    speeds = {name: [] for name in models}
+    for _ in range(rounds):
+        for name in models:
+            speeds[name].append(run(name, batches))
+    ratios = [b / c for b, c in zip(speeds["bcos"], speeds["conventional"])]
+    return {"rounds": rounds, "steps_per_round": steps, "tokens_per_second": speeds,
+            "bcos_over_conventional_tokens_per_second_median": statistics.median(ratios)}
 
 
 @torch.no_grad()
@@ -143,6 +180,15 @@ def main() -> None:
     data = LanguageModelingDataModule(DATASETS, MODEL, block_size=args.block_size, batch_size=args.batch_size,
                                       max_train_blocks=args.steps * args.batch_size, max_eval_blocks=args.eval_blocks)
     data.setup()
+    if args.paired_speed_rounds:
+        report = json.loads(out.read_text()) if out.is_file() else report
+        load_before = os.getloadavg()
+        report["training_paired"] = {**paired_training_speed(data.blocks["train"], args.batch_size,
+                                                             args.paired_speed_rounds, args.paired_steps),
+                                     "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                                     "load_average_before_after": [load_before, os.getloadavg()]}
+        save("paired training speed")
+        return
     held_out = data.blocks["validation"]
     report["data"] = {"train_blocks": data.blocks["train"].shape[0], "held_out_blocks": held_out.shape[0],
                       "block_size": args.block_size}
