@@ -202,6 +202,7 @@ def main() -> None:
     save("conventional training speed")
 
     bcos_module = CausalLanguageModel(MODEL, b=1.1, learning_rate=args.learning_rate)
+    report["settings"]["normalize_weights"] = bcos_module.hparams.normalize_weights
     report["perplexity"]["bcos_before_training"] = perplexity(bcos_module.model, held_out, 1.0)
     bcos_module.train()
     report["training"]["bcos"] = train(bcos_module, data, args.steps)

@@ -28,14 +28,16 @@ SENTENCES = ["the cat sat on the mat .", "a dog ran in the park .", "the bird sa
 
 
 def make_tiny_decoder(folder: Path, architecture: str = "llama", seed: int = 0) -> Path:
-    """A tiny random decoder saved with the SmolLM2 tokenizer (whose vocabulary it has)."""
+    """A tiny random decoder saved with the SmolLM2 tokenizer (whose vocabulary it has). Like SmolLM2, the Llama
+    has no padding index: its zero embedding row would be a zero row of the tied B-cos head, whose cosine is 0/0
+    with unnormalised weights."""
     torch.manual_seed(seed)
     tokenizer = bcos.load_tokenizer(SMOLLM2)
     if architecture == "llama":
         config = transformers.LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2,
                                           num_attention_heads=4, num_key_value_heads=2, intermediate_size=37,
-                                          max_position_embeddings=128, pad_token_id=tokenizer.pad_token_id,
-                                          eos_token_id=tokenizer.eos_token_id, tie_word_embeddings=True)
+                                          max_position_embeddings=128, eos_token_id=tokenizer.eos_token_id,
+                                          tie_word_embeddings=True)
         model = transformers.LlamaForCausalLM(config)
     else:
         config = transformers.GPT2Config(vocab_size=len(tokenizer), n_embd=32, n_layer=2, n_head=4, n_positions=128,
