@@ -20,7 +20,9 @@ import json
 import os
 import platform
 import re
+import shlex
 import statistics
+import sys
 import time
 from itertools import cycle
 from pathlib import Path
@@ -96,13 +98,12 @@ def write_report(runs: list[dict], args: argparse.Namespace, validation_examples
             "loss_first_10": run["losses"][:10], "loss_last_10": run["losses"][-10:],
         })
     report = {
-        "benchmark": "train_compare", "command": "python benchmarks/train_compare.py " + " ".join(
-            f"--{k.replace('_', '-')} {' '.join(map(str, v)) if isinstance(v, list) else v}"
-            for k, v in vars(args).items()),
+        "benchmark": "train_compare", "command": shlex.join(["python", *sys.argv]),
         "machine": {"processor": platform.processor() or platform.machine(), "cpu_count": os.cpu_count(),
                     "torch": torch.__version__, "threads": torch.get_num_threads()},
         "settings": {"model": MODEL, "dataset": "sst2", "validation_examples": validation_examples,
-                     **{k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}},
+                     **{k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()
+                        if k != "variant" and not (k == "b" and args.variant)}},
         "completed_steps": steps_done, "results": results,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
