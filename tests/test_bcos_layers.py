@@ -62,6 +62,24 @@ def test_bcos_linear_gradient_is_finite_at_zero_cosine_for_b_below_2():
     assert torch.isfinite(x.grad).all() and torch.isfinite(layer.weight.grad).all()
 
 
+@pytest.mark.parametrize("normalize", [True, False])
+def test_bcos_linear_zero_weight_row_outputs_zero_with_finite_gradients(normalize):
+    # e.g. a padding embedding row tied to a language-model head
+    layer = BcosLinear(3, 2, b=2.0, normalize_weights=normalize)
+    with torch.no_grad():
+        layer.weight.copy_(torch.tensor([[0.0, 0.0, 0.0], [1.0, 2.0, 0.5]]))
+    x = torch.tensor([[0.3, -1.0, 2.0]], requires_grad=True)
+    out = layer(x)
+    assert out[0, 0].item() == 0.0
+    weight = layer.weight[1] / layer.weight[1].norm() if normalize else layer.weight[1]
+    linear = weight @ x[0]
+    cosine = linear / ((x[0].norm() + layer.eps) * weight.norm())
+    expected = linear * (cosine.square() + layer.eps).sqrt()
+    torch.testing.assert_close(out[0, 1], expected, rtol=1e-5, atol=1e-6)
+    out.sum().backward()
+    assert torch.isfinite(x.grad).all() and torch.isfinite(layer.weight.grad).all()
+
+
 @pytest.mark.parametrize("make", [
     lambda: BcosLinear(6, 4, b=2.0),
     lambda: BcosLayerNorm.from_layer_norm(nn.LayerNorm(6)),

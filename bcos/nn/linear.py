@@ -112,7 +112,7 @@ class BcosLinear(nn.Module):
         if self.b != 1.0:
             den = x.norm(dim=-1, keepdim=True) + self.eps
             if not self.normalize_weights:
-                den = den * weight.norm(dim=1)
+                den = den * weight.norm(dim=1).clamp_min(self.eps)  # a zero row (e.g. a tied padding row) gives 0
             out = BcosScale.apply(out, den, (self.b - 1.0) / 2.0, self.eps, is_explanation_mode())
         if self.bias is not None:
             out = out + self.bias
