@@ -74,13 +74,26 @@ def load_model(name_or_path: str, task: str = "sequence-classification", **kwarg
     """Load a model for ``task`` (``sequence-classification``, ``causal-lm``, ``masked-lm``, ``base``).
 
     A folder holding a saved B-cos model is loaded with :func:`load_pretrained` (B-cos structure restored);
-    anything else is loaded as a conventional model, resolved as in :func:`resolve_pretrained`.
+    anything else is loaded as a conventional model, resolved as in :func:`resolve_pretrained`. A model read
+    from a GGUF file (the packaged SmolLM2) holds dequantized float weights and saves as a plain model.
     """
     if task not in _TASK_CLASSES:
         raise ValueError(f"unknown task {task!r}; choose one of {sorted(_TASK_CLASSES)}")
     if (Path(name_or_path) / "config.json").is_file() and _saved_bcos_options(Path(name_or_path)) is not None:
         return load_pretrained(name_or_path)
-    return _TASK_CLASSES[task].from_pretrained(**resolve_pretrained(name_or_path), **kwargs)
+    model = _TASK_CLASSES[task].from_pretrained(**resolve_pretrained(name_or_path), **kwargs)
+    _drop_gguf_quantizer(model)
+    return model
+
+
+def _drop_gguf_quantizer(model: nn.Module) -> None:
+    """transformers keeps the GGUF quantizer on a model it dequantized from a GGUF file, and that quantizer
+    refuses ``save_pretrained``; the weights are plain floats, so the quantizer is dropped."""
+    quantizer = getattr(model, "hf_quantizer", None)
+    method = getattr(getattr(quantizer, "quantization_config", None), "quant_method", None)
+    if getattr(method, "value", method) == "gguf":
+        model.hf_quantizer = None
+        del model.config.quantization_config
 
 
 def _saved_bcos_options(folder: Path) -> dict | None:

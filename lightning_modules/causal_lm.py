@@ -27,16 +27,6 @@ def next_token_loss(logits: torch.Tensor, input_ids: torch.Tensor, attention_mas
     return F.cross_entropy(logits[:, :-1].flatten(0, 1), targets.flatten(), ignore_index=-100, reduction=reduction)
 
 
-def drop_gguf_quantizer(model: nn.Module) -> None:
-    """A model loaded from a GGUF file (the packaged SmolLM2) holds dequantized float weights, but transformers
-    keeps its GGUF quantizer on it, which refuses ``save_pretrained``: drop it so the model saves as a plain one."""
-    quantizer = getattr(model, "hf_quantizer", None)
-    method = getattr(getattr(quantizer, "quantization_config", None), "quant_method", None)
-    if getattr(method, "value", method) == "gguf":
-        model.hf_quantizer = None
-        del model.config.quantization_config
-
-
 class CausalLanguageModel(LightningModule):
     """Continues next-token training of ``model_name_or_path`` (GPT-2, Llama), optionally B-cosified first.
 
@@ -87,7 +77,6 @@ class CausalLanguageModel(LightningModule):
     def _load(self) -> nn.Module:
         hp = self.hparams
         model = load_model(hp.model_name_or_path, task="causal-lm")
-        drop_gguf_quantizer(model)
         saved_bcos = getattr(model.config, "bcos", None) is not None
         if saved_bcos and not hp.bcos:
             raise ValueError(f"{hp.model_name_or_path!r} is a saved B-cos model but bcos=False was configured")
