@@ -16,6 +16,8 @@ import transformers
 import bcos
 from bcos.evaluate.lm import encode_pairs, evidence_alignment, read_pairs, suite_files
 from bcos.evaluate.lm.cli import main as evaluate_lm
+from bcos.evaluate.lm.pairs import select_files
+from bcos.explain.registry import EXPLAINERS
 from bcos.evaluate.lm.scoring import random_reciprocal_rank
 from datamodules import LanguageModelingDataModule
 from lightning_modules import CausalLanguageModel
@@ -85,6 +87,67 @@ def test_bad_suites_and_rows_get_clear_errors(tmp_path, monkeypatch):
         read_pairs(bad)
     with pytest.raises(ValueError, match="unknown subsets \\['x'\\]"):
         suite_files(str(bad.parent), ["x"])
+
+
+@pytest.fixture
+def two_suites(tmp_path, monkeypatch) -> Path:
+    """$BCOS_DATA_DIR with blimp/{a,b}.jsonl and ioi/ioi.jsonl."""
+    row = json.dumps({"prefix": "a b", "target": "c", "foil": "d", "evidence": [0]}) + "\n"
+    for suite, names in (("blimp", ("a", "b")), ("ioi", ("ioi",))):
+        (tmp_path / suite).mkdir()
+        for name in names:
+            (tmp_path / suite / f"{name}.jsonl").write_text(row)
+    monkeypatch.setenv("BCOS_DATA_DIR", str(tmp_path))
+    return tmp_path
+
+
+def test_subsets_keep_per_suite_the_names_it_has(two_suites):
+    assert select_files(["blimp", "ioi"], ["b"]) == {("blimp", "b"): two_suites / "blimp" / "b.jsonl"}
+    assert list(select_files(["blimp", "ioi"], ["ioi", "a"])) == [("blimp", "a"), ("ioi", "ioi")]
+    assert len(select_files(["blimp", "ioi"])) == 3
+    with pytest.raises(ValueError) as error:
+        select_files(["blimp", "ioi"], ["a", "x"])
+    assert str(error.value) == ("unknown subsets ['x']: in none of the suites blimp, ioi; available: blimp/a, "
+                                "blimp/b, ioi/ioi")
+
+
+class _Stop(Exception):
+    pass
+
+
+def test_cli_usage_errors_come_before_loading_models(two_suites, tmp_path, monkeypatch, capsys):
+    def no_loading(path):
+        raise AssertionError("a model was loaded before the arguments were checked")
+
+    monkeypatch.setattr("bcos.evaluate.lm.cli.load_lm", no_loading)
+    known = ", ".join(EXPLAINERS)
+    for extra, message in (
+            (["--subsets", "x"], "unknown subsets ['x']: in none of the suites blimp, ioi; available: blimp/a, "
+                                 "blimp/b, ioi/ioi"),
+            (["--methods", "bcos,nope"], f"--methods names unknown methods ['nope']; available: {known}"),
+            (["--method-params", '{"nope": {}}'],
+             f"--method-params names unknown methods ['nope']; available: {known}"),
+    ):
+        with pytest.raises(SystemExit) as exit_:
+            evaluate_lm(["--original", "m", "--out", str(tmp_path / "out"), *extra])
+        assert exit_.value.code == 2
+        assert capsys.readouterr().err.strip().splitlines()[-1] == f"python -m bcos.evaluate.lm: error: {message}"
+
+
+def test_cli_subsets_and_method_params_reach_the_evaluation(two_suites, tmp_path, monkeypatch):
+    seen = {}
+
+    def evaluate(models, files, methods, params, *rest, **kwargs):
+        seen.update(files=files, params=params)
+        raise _Stop
+
+    monkeypatch.setattr("bcos.evaluate.lm.cli.load_lm", lambda path: object())
+    monkeypatch.setattr("bcos.evaluate.lm.cli.evaluate_pairs", evaluate)
+    with pytest.raises(_Stop):
+        evaluate_lm(["--original", "m", "--out", str(tmp_path / "out"), "--subsets", "b",
+                     "--method-params", '{"integrated_gradients": {"internal_batch_size": 2}, "occlusion": {"x": 1}}'])
+    assert seen["files"] == {("blimp", "b"): two_suites / "blimp" / "b.jsonl"}
+    assert seen["params"] == {"integrated_gradients": {"n_steps": 10, "internal_batch_size": 2}, "occlusion": {"x": 1}}
 
 
 @pytest.fixture(scope="module")

@@ -20,9 +20,10 @@ import torch
 import transformers
 
 from ... import __version__
+from ...explain.registry import EXPLAINERS
 from ...hub import load_model, load_tokenizer
 from ..core import Classifier
-from .pairs import suite_files
+from .pairs import select_files
 from .report import write_report
 from .run import evaluate_pairs
 
@@ -41,11 +42,14 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--original", help="the conventional decoder: a hub id (packaged ids load offline) or a folder")
     p.add_argument("--suites", type=_names, default=["blimp", "ioi"],
                    help="blimp, ioi ($BCOS_DATA_DIR/<suite>/*.jsonl), folders or .jsonl files")
-    p.add_argument("--subsets", type=_names, default=None, help="only these subsets (file stems) of every suite")
+    p.add_argument("--subsets", type=_names, default=None,
+                   help="only these subsets (file stems); each suite keeps the ones it has")
     p.add_argument("--max-rows", type=int, default=None, help="the first N rows of every subset file (before skipping)")
-    p.add_argument("--methods", type=_names, default=list(METHODS), help="comma-separated explainer names")
-    p.add_argument("--method-params", type=json.loads, default=DEFAULT_PARAMS,
-                   help="JSON of explainer parameters by method")
+    p.add_argument("--methods", type=_names, default=list(METHODS),
+                   help=f"comma-separated, of: {', '.join(EXPLAINERS)}")
+    p.add_argument("--method-params", type=json.loads, default={},
+                   help="JSON of explainer parameters by method, merged over the defaults "
+                        f"{json.dumps(DEFAULT_PARAMS)}")
     p.add_argument("--posthoc-on-bcos", action="store_true", help="also explain the B-cos model with post-hoc methods")
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--out", required=True, help="output folder")
@@ -65,11 +69,22 @@ def main(argv: Sequence[str] | None = None) -> dict:
         parser().error("give --bcos and/or --original")
     if args.max_rows is not None and args.max_rows < 1:
         parser().error(f"--max-rows must be at least 1, got {args.max_rows}")
+    if not isinstance(args.method_params, dict) or not all(
+            isinstance(params, dict) for params in args.method_params.values()):
+        parser().error(f"--method-params must be a JSON object of objects by method, got {args.method_params!r}")
+    for what, names in (("--methods", args.methods), ("--method-params", args.method_params)):
+        unknown = [name for name in names if name not in EXPLAINERS]
+        if unknown:
+            parser().error(f"{what} names unknown methods {unknown}; available: {', '.join(EXPLAINERS)}")
+    args.method_params = {name: {**DEFAULT_PARAMS.get(name, {}), **args.method_params.get(name, {})}
+                          for name in {**DEFAULT_PARAMS, **args.method_params}}
+    try:
+        files = select_files(args.suites, args.subsets)
+    except ValueError as error:
+        parser().error(str(error))
     models = {name: load_lm(path) for name, path in (("original", args.original), ("bcos", args.bcos)) if path}
     if "bcos" in models and not models["bcos"].is_bcos:
         parser().error(f"--bcos {args.bcos} is not a saved B-cos model (its config has no 'bcos' entry)")
-    files = {(suite, subset): file for suite in args.suites
-             for subset, file in suite_files(suite, args.subsets if args.subsets else None).items()}
     results = evaluate_pairs(models, files, args.methods, args.method_params, args.max_rows, args.posthoc_on_bcos,
                              args.batch_size, progress=not args.no_progress)
     results["settings"] = {**vars(args),

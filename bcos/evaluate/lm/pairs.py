@@ -48,6 +48,21 @@ def suite_files(suite: str, subsets: list[str] | None = None) -> dict[str, Path]
     return files
 
 
+def select_files(suites: list[str], subsets: list[str] | None = None) -> dict[tuple[str, str], Path]:
+    """``{(suite, subset): file}`` of every suite; ``subsets`` keeps, per suite, only the names it has (a suite that
+    has none of them is left out). Raises ValueError for names that no suite has."""
+    files = {(suite, subset): file for suite in suites for subset, file in suite_files(suite).items()}
+    if not subsets:
+        return files
+    unknown = [name for name in dict.fromkeys(subsets) if all(subset != name for _, subset in files)]
+    if unknown:
+        available = ", ".join(f"{suite}/{subset}" for suite, subset in files)
+        raise ValueError(f"unknown subsets {unknown}: in none of the suites {', '.join(suites)}; available: "
+                         f"{available}")
+    return {(suite, name): files[suite, name] for suite in suites for name in dict.fromkeys(subsets)
+            if (suite, name) in files}
+
+
 def read_pairs(file: Path, max_rows: int | None = None) -> list[dict[str, Any]]:
     """The first ``max_rows`` rows of a minimal-pair JSONL file (all when None); checks the needed fields."""
     rows = []
