@@ -19,12 +19,17 @@ def next_token_loss(logits: torch.Tensor, input_ids: torch.Tensor, attention_mas
     """Cross-entropy of predicting token ``t+1`` from the logits at ``t``.
 
     Args:
-        logits: ``[batch, seq, vocab]``; input_ids, attention_mask: ``[batch, seq]`` (targets at padding are
-            ignored).
-        reduction: ``"mean"`` over the predicted tokens, or ``"sum"``.
+        logits: ``[batch, seq, vocab]``; input_ids, attention_mask: ``[batch, seq]`` (only pairs of two real tokens
+            count: neither a padding target nor a prediction from padding, as in left padding).
+        reduction: ``"mean"`` over the predicted tokens (:func:`predicted_tokens`), or ``"sum"``.
     """
-    targets = input_ids[:, 1:].masked_fill(attention_mask[:, 1:] == 0, -100)
+    targets = input_ids[:, 1:].masked_fill(~predicted_tokens(attention_mask), -100)
     return F.cross_entropy(logits[:, :-1].flatten(0, 1), targets.flatten(), ignore_index=-100, reduction=reduction)
+
+
+def predicted_tokens(attention_mask: torch.Tensor) -> torch.Tensor:
+    """``[batch, seq - 1]`` bool: whether token ``t+1`` is predicted from a real token ``t`` (both unmasked)."""
+    return (attention_mask[:, 1:] != 0) & (attention_mask[:, :-1] != 0)
 
 
 class CausalLanguageModel(LightningModule):
@@ -105,7 +110,7 @@ class CausalLanguageModel(LightningModule):
         logits = self(batch["input_ids"], batch["attention_mask"]) * self.logit_scale
         metrics = self.metrics[stage]
         metrics["loss_sum"].update(next_token_loss(logits, batch["input_ids"], batch["attention_mask"], "sum"))
-        metrics["num_tokens"].update(batch["attention_mask"][:, 1:].sum())
+        metrics["num_tokens"].update(predicted_tokens(batch["attention_mask"]).sum())
 
     def _log_epoch(self, stage: str) -> None:
         metrics = self.metrics[stage]

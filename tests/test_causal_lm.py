@@ -17,7 +17,7 @@ import bcos
 from datamodules import LanguageModelingDataModule
 from datamodules.language_modeling import pack_blocks, read_documents
 from lightning_modules import CausalLanguageModel
-from lightning_modules.causal_lm import next_token_loss
+from lightning_modules.causal_lm import next_token_loss, predicted_tokens
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -100,6 +100,19 @@ def test_next_token_loss_ignores_padding_targets():
                             torch.nn.functional.cross_entropy(logits[1, :1], ids[1, 1:2], reduction="sum")]).sum()
     torch.testing.assert_close(next_token_loss(logits, ids, mask, "sum"), expected)
     torch.testing.assert_close(next_token_loss(logits, ids, mask), expected / 4)
+
+
+def test_next_token_loss_counts_only_pairs_of_real_tokens_with_left_padding():
+    logits = torch.randn(3, 5, 7)
+    ids = torch.randint(0, 7, (3, 5))
+    mask = torch.tensor([[0, 0, 1, 1, 1], [0, 1, 1, 1, 0], [1, 1, 1, 1, 1]])
+    pairs = [(row, t) for row in range(3) for t in range(4) if mask[row, t] and mask[row, t + 1]]
+    assert len(pairs) == 2 + 2 + 4  # the last pad position before the first real token is not one
+    expected = torch.stack([torch.nn.functional.cross_entropy(logits[row, t], ids[row, t + 1], reduction="sum")
+                            for row, t in pairs]).sum()
+    torch.testing.assert_close(next_token_loss(logits, ids, mask, "sum"), expected)
+    torch.testing.assert_close(next_token_loss(logits, ids, mask), expected / len(pairs))
+    assert predicted_tokens(mask).sum().item() == len(pairs)
 
 
 @pytest.mark.parametrize("architecture", ["llama", "gpt2"])
