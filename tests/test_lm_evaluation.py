@@ -89,6 +89,19 @@ def test_bad_suites_and_rows_get_clear_errors(tmp_path, monkeypatch):
         suite_files(str(bad.parent), ["x"])
 
 
+@pytest.mark.parametrize("evidence, bad", [([0, 3], "3"), ([-1], "-1"), ([1.0], "1.0"), ([True], "True"),
+                                           (["0"], "'0'")])
+def test_evidence_must_index_the_prefix_words(tmp_path, evidence, bad):
+    file = tmp_path / "pairs.jsonl"
+    good = {"prefix": "the cats sleep", "target": "x", "foil": "y", "evidence": [0, 2]}
+    rows = (good, {**good, "evidence": None}, {**good, "evidence": evidence})
+    file.write_text("\n".join(json.dumps(row) for row in rows))
+    with pytest.raises(ValueError) as error:
+        read_pairs(file)
+    assert str(error.value) == f"{file}:3: evidence {bad} is not a word index into the 3 prefix words"
+    assert len(read_pairs(file, max_rows=2)) == 2
+
+
 @pytest.fixture
 def two_suites(tmp_path, monkeypatch) -> Path:
     """$BCOS_DATA_DIR with blimp/{a,b}.jsonl and ioi/ioi.jsonl."""

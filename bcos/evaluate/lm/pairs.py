@@ -77,6 +77,15 @@ def read_pairs(file: Path, max_rows: int | None = None) -> list[dict[str, Any]]:
             if missing:
                 raise ValueError(f"{file}:{number} lacks the field(s) {missing}; a minimal pair needs prefix, target, "
                                  "foil and evidence (word indices into prefix.split(), or null)")
+            evidence, n_words = row["evidence"], len(str(row["prefix"]).split())
+            if evidence is not None:
+                if not isinstance(evidence, list):
+                    raise ValueError(f"{file}:{number}: evidence {evidence!r} is not a list of word indices into "
+                                     "prefix.split() (or null)")
+                for index in evidence:
+                    if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < n_words:
+                        raise ValueError(f"{file}:{number}: evidence {index!r} is not a word index into the {n_words} "
+                                         "prefix words")
             rows.append(row)
     return rows
 
