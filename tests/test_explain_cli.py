@@ -116,6 +116,16 @@ def test_next_token_explanations_of_a_language_model(models, tmp_path):
     assert not (tmp_path / "decoder.html").exists()
 
 
+def test_a_language_model_keeps_the_end_of_a_long_prompt(models, tmp_path):
+    tokenizer = bcos.load_tokenizer(str(models["decoder"]))
+    words = tokenizer.convert_ids_to_tokens(tokenizer(TEXT, add_special_tokens=False)["input_ids"])
+    assert len(words) > 3
+    record = main(["--model", str(models["decoder"]), "--text", TEXT, "--max-length", "5",
+                   "--out", str(tmp_path / "long.html")])
+    (entry,) = record["inputs"]
+    assert entry["tokens"] == [tokenizer.cls_token, *words[-3:], tokenizer.sep_token]
+
+
 def test_files_words_and_png(models, tmp_path):
     inputs = tmp_path / "inputs.txt"
     inputs.write_text("a gripping film\n\n  \ndull and lifeless\n", encoding="utf-8")

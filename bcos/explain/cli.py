@@ -59,7 +59,9 @@ def parser() -> argparse.ArgumentParser:
                    help="leave special tokens ([CLS], [SEP], ...) out of the drawings (the JSON keeps them)")
     p.add_argument("--png", action="store_true", help="also write a PNG next to an .html --out")
     p.add_argument("--json", type=Path, default=None, help="where to write the scores (default: --out with .json)")
-    p.add_argument("--max-length", type=int, default=256, help="tokens per text (longer texts are truncated)")
+    p.add_argument("--max-length", type=int, default=256,
+                   help="tokens per text (longer texts are truncated: on the right for classifiers, on the left for "
+                   "language models, so that the explained prediction is the one after the text)")
     p.add_argument("--logit-scale", type=float, default=None,
                    help="inverse temperature of the shown probabilities (default: the one the model was trained "
                    "with, else 1)")
@@ -99,7 +101,9 @@ def load(path: Path, logit_scale: float | None) -> tuple[Classifier, bool]:
         return load_classifier(path, logit_scale), False
     model = load_model(str(path), task="causal-lm").eval()
     scale = getattr(model.config, "logit_scale", 1.0) if logit_scale is None else logit_scale
-    return Classifier(model, load_tokenizer(str(path)), float(scale), str(path)), True
+    tokenizer = load_tokenizer(str(path))
+    tokenizer.truncation_side = "left"  # keep the end of a long prompt: the next token is predicted after it
+    return Classifier(model, tokenizer, float(scale), str(path)), True
 
 
 def check_methods(methods: Sequence[str], method_params: dict[str, Any], classifier: Classifier) -> None:
