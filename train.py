@@ -105,8 +105,9 @@ def _config_files(args: list[str]) -> list[str]:
 
 
 def selects_causal_lm(args: list[str]) -> bool:
-    """Whether a config file in ``args`` (or ``--model``) names ``CausalLanguageModel`` as the model's class."""
+    """Whether a config file in ``args`` (or ``--model X`` / ``--model=X``) names ``CausalLanguageModel`` as the model's class."""
     named = [value for flag, value in zip(args, args[1:]) if flag == "--model"]
+    named += [arg.split("=", 1)[1] for arg in args if arg.startswith("--model=")]
     for path in _config_files(args):
         config = yaml.safe_load(Path(path).read_text()) if Path(path).is_file() else None
         model = config.get("model") if isinstance(config, dict) else None

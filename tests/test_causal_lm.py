@@ -150,6 +150,19 @@ def _train_module():
     return train
 
 
+def test_selects_causal_lm_reads_config_and_model_in_both_forms(tmp_path):
+    selects = _train_module().selects_causal_lm
+    config = tmp_path / "lm.yaml"
+    config.write_text("model:\n  class_path: lightning_modules.CausalLanguageModel\n")
+    for args in (["fit", "--model", "lightning_modules.CausalLanguageModel"],
+                 ["fit", "--model=lightning_modules.CausalLanguageModel"], ["fit", "--model=CausalLanguageModel"],
+                 ["fit", "--config", str(config)], ["fit", f"--config={config}"], ["fit", "-c", str(config)]):
+        assert selects(args), args
+    for args in (["fit"], ["fit", "--model=lightning_modules.SequenceClassifier"],
+                 ["fit", "--model", "SequenceClassifier"]):
+        assert not selects(args), args
+
+
 @pytest.mark.parametrize("config", sorted((REPO / "configs" / "decoders").glob("*.yaml")),
                          ids=lambda path: path.stem)
 def test_decoder_configs_select_the_causal_lm_classes(config, capsys, monkeypatch):
