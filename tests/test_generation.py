@@ -84,6 +84,9 @@ def test_generation_stops_rows_at_eos_and_pads_them():
     free = generate_explained(model, ids, mask, max_new_tokens=3, eos_token_id=-1)
     eos = int(free.target[0, 0])  # row 0 stops after its first token
     out = generate_explained(model, ids, mask, max_new_tokens=3, eos_token_id=eos, pad_token_id=0)
+    # not vacuous: row 1 does not emit EOS before the last step, so generation runs all 3 steps
+    assert eos not in free.target[1, :2].tolist() and torch.equal(out.target[1], free.target[1])
+    assert out.target.shape == (3, 3) and out.contributions.shape[:2] == (3, 3)
     assert out.target[0, 0] == eos and torch.all(out.target[0, 1:] == 0)
     assert torch.all(out.attention_mask[0, 7:] == 0) and torch.all(out.contributions[0, 1:] == 0)
     assert out.completeness_error()[out.attention_mask[:, 6:] == 1].max() < 1e-6
