@@ -246,4 +246,8 @@ def test_a_trained_tiny_bcos_decoder_is_evaluated_on_blimp(trained, tmp_path, mo
     for row in alignment:
         assert 0 < row["mrr"] <= 1
         assert row["method"] == "random" or 0 <= row["evidence_share"] <= 1
+        assert 0 <= row["evidence_share_pairs"] <= row["n_pairs"]
+        assert row["method"] != "random" or row["evidence_share_pairs"] == 0  # chance level: no share
+    assert any(row["evidence_share_pairs"] > 0 for row in alignment)
+    assert "| share pairs |" in (tmp_path / "out" / "results.md").read_text()
     assert len({round(row["mrr"], 6) for row in alignment}) > 3

@@ -35,11 +35,14 @@ def markdown(results: dict[str, Any]) -> str:
                     [[r["suite"], r["subset"], r["model"], str(r["n_pairs"]), _number(r["accuracy"], percent=True),
                       _number(r["probability_gap"], 4)] for r in results["competence"]], 3)
     lines += ["## Evidence alignment of contrastive explanations (target vs foil)", "",
-              "MRR: mean reciprocal rank of the best-ranked evidence word (method `random`: chance level); evidence "
-              "share: positive attribution on the evidence words / all positive attribution.", ""]
-    lines += _table(["suite", "subset", "model", "method", "pairs", "MRR ↑", "evidence share ↑", "s / pair"],
+              "MRR: mean reciprocal rank of the best-ranked evidence word (ties with other words count half; method "
+              "`random`: chance level); evidence share: positive attribution on the evidence words / all positive "
+              "attribution, averaged over the pairs with some positive attribution (`share pairs`).", ""]
+    lines += _table(["suite", "subset", "model", "method", "pairs", "MRR ↑", "evidence share ↑", "share pairs",
+                     "s / pair"],
                     [[r["suite"], r["subset"], r["model"], r["method"], str(r["n_pairs"]), _number(r["mrr"]),
-                      _number(r["evidence_share"]), _number(r["seconds_per_pair"], 4)]
+                      _number(r["evidence_share"]), str(r.get("evidence_share_pairs", "–")),
+                      _number(r["seconds_per_pair"], 4)]
                      for r in results["alignment"]], 4)
     return "\n".join(lines)
 

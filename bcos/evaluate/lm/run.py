@@ -36,7 +36,8 @@ def evaluate_pairs(models: Mapping[str, Classifier], files: Mapping[tuple[str, s
     Returns ``{"skipped": [...], "competence": [...], "alignment": [...]}``: one row per subset (and one pooled
     over each suite's subsets, subset ``"all"``) with counts, accuracy of target over foil and the mean
     probability gap per model, and the mean reciprocal rank and evidence share per model and method (method
-    ``random``: the chance level of the reciprocal rank).
+    ``random``: the chance level of the reciprocal rank). The share's mean leaves out pairs without positive
+    attribution; ``evidence_share_pairs`` counts the pairs it rests on.
     """
     method_params = method_params or {}
     per_pair: dict[tuple, dict[str, list[torch.Tensor]]] = {}
@@ -86,6 +87,7 @@ def evaluate_pairs(models: Mapping[str, Classifier], files: Mapping[tuple[str, s
             alignment_rows.append({"suite": key[0], "subset": key[1], "model": key[2], "method": key[3], "n_pairs": n,
                                    "mrr": _mean(joined["reciprocal_rank"]),
                                    "evidence_share": _mean(joined["evidence_share"]),
+                                   "evidence_share_pairs": int((~joined["evidence_share"].isnan()).sum()),
                                    "seconds_per_pair": seconds.get(key, 0.0) / n if n else float("nan")})
     order = {subset: i for i, subset in enumerate(dict.fromkeys(row["subset"] for row in skipped_rows))}
     for rows in (competence_rows, alignment_rows):
