@@ -130,6 +130,20 @@ def test_the_table_holds_what_the_metrics_give_directly(evaluated, tiny):
     assert saved["models"]["bcos"]["logit_scale"] == pytest.approx(float(module.logit_scale))
 
 
+def test_a_decoder_checkpoint_is_refused_with_a_clear_error(tiny, tmp_path):
+    from lightning_modules import CausalLanguageModel
+    from test_causal_lm import make_tiny_decoder
+
+    module = CausalLanguageModel(str(make_tiny_decoder(tmp_path / "decoder")), b=1.1)
+    checkpoint = tmp_path / "decoder.ckpt"  # the parts of a Lightning checkpoint the check reads
+    torch.save({"state_dict": module.state_dict(), "hyper_parameters": dict(module.hparams)}, checkpoint)
+    with pytest.raises(ValueError) as error:
+        load_classifier(checkpoint)
+    assert str(error.value) == (f"{checkpoint} is a checkpoint of a language model "
+                                "(lightning_modules.CausalLanguageModel), not of a sequence classifier; pass the run's "
+                                "hf_export/ folder instead, or load it with CausalLanguageModel.load_from_checkpoint")
+
+
 def test_checkpoints_and_exports_load_with_the_trained_logit_scale(tiny):
     from_checkpoint, from_export = load_classifier(tiny["bcos"]), load_classifier(tiny["bcos_hf"])
     assert from_checkpoint.is_bcos and from_export.is_bcos

@@ -3,8 +3,19 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import torch
+
 from ..hub import load_model, load_tokenizer
 from .core import Classifier
+
+
+def is_language_model_checkpoint(path: str | Path) -> bool:
+    """Whether the Lightning ``.ckpt`` at ``path`` holds a decoder (``CausalLanguageModel``): its hyperparameters
+    lack ``num_labels`` or its weights include an ``lm_head``."""
+    checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+    state = checkpoint.get("state_dict", {})
+    return ("num_labels" not in checkpoint.get("hyper_parameters", {})
+            or any(key.startswith("lm_head.") or ".lm_head." in key for key in state))
 
 
 def load_classifier(path: str | Path, logit_scale: float | None = None) -> Classifier:
@@ -19,7 +30,8 @@ def load_classifier(path: str | Path, logit_scale: float | None = None) -> Class
 
     Raises:
         FileNotFoundError: ``path`` does not exist.
-        ValueError: ``path`` is neither a ``.ckpt`` file nor a folder with a ``config.json``.
+        ValueError: ``path`` is neither a ``.ckpt`` file nor a folder with a ``config.json``, or is the ``.ckpt``
+            of a language model.
     """
     path = Path(path)
     if not path.exists():
@@ -27,6 +39,11 @@ def load_classifier(path: str | Path, logit_scale: float | None = None) -> Class
                                 "run's hf_export/, or a Lightning .ckpt file)")
     if path.is_file() and path.suffix == ".ckpt":
         from lightning_modules import SequenceClassifier  # lazy: the library does not depend on Lightning
+
+        if is_language_model_checkpoint(path):
+            raise ValueError(f"{path} is a checkpoint of a language model (lightning_modules.CausalLanguageModel), "
+                             "not of a sequence classifier; pass the run's hf_export/ folder instead, or load it "
+                             "with CausalLanguageModel.load_from_checkpoint")
 
         module = SequenceClassifier.load_from_checkpoint(path, map_location="cpu")
         model, tokenizer = module.model, load_tokenizer(module.hparams.model_name_or_path)
