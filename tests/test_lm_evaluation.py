@@ -132,7 +132,7 @@ def test_cli_usage_errors_come_before_loading_models(two_suites, tmp_path, monke
     def no_loading(path):
         raise AssertionError("a model was loaded before the arguments were checked")
 
-    monkeypatch.setattr("bcos.evaluate.lm.cli.load_lm", no_loading)
+    monkeypatch.setattr("bcos.evaluate.lm.cli.load_language_model", no_loading)
     known = ", ".join(EXPLAINERS)
     for extra, message in (
             (["--subsets", "x"], "unknown subsets ['x']: in none of the suites blimp, ioi; available: blimp/a, "
@@ -154,7 +154,7 @@ def test_cli_subsets_and_method_params_reach_the_evaluation(two_suites, tmp_path
         seen.update(files=files, params=params)
         raise _Stop
 
-    monkeypatch.setattr("bcos.evaluate.lm.cli.load_lm", lambda path: object())
+    monkeypatch.setattr("bcos.evaluate.lm.cli.load_language_model", lambda path: object())
     monkeypatch.setattr("bcos.evaluate.lm.cli.evaluate_pairs", evaluate)
     with pytest.raises(_Stop):
         evaluate_lm(["--original", "m", "--out", str(tmp_path / "out"), "--subsets", "b",

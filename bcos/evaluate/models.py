@@ -54,3 +54,16 @@ def load_classifier(path: str | Path, logit_scale: float | None = None) -> Class
     else:
         raise ValueError(f"{path} is neither a Lightning .ckpt file nor a Hugging Face model folder (no config.json)")
     return Classifier(model.eval(), tokenizer, saved_scale if logit_scale is None else logit_scale, str(path))
+
+
+def load_language_model(path: str | Path, logit_scale: float | None = None) -> Classifier:
+    """Load a decoder (B-cos or conventional; a Hugging Face folder or a hub id) in eval mode with its tokenizer.
+
+    The tokenizer truncates on the left, so that a long prompt keeps its end (the next token is predicted after it).
+    ``logit_scale``: None uses the one the model was trained with (``config.logit_scale``; 1 when absent).
+    """
+    model = load_model(str(path), task="causal-lm").eval()
+    tokenizer = load_tokenizer(str(path))
+    tokenizer.truncation_side = "left"
+    scale = getattr(model.config, "logit_scale", 1.0) if logit_scale is None else logit_scale
+    return Classifier(model, tokenizer, float(scale), str(path))

@@ -23,8 +23,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..evaluate.core import Classifier
-from ..evaluate.models import load_classifier
-from ..hub import load_model, load_tokenizer
+from ..evaluate.models import load_classifier, load_language_model
 from ..viz import TokenHeatmap, write_html, write_png
 from ..viz.heatmap import likeliest, token_name
 from .protocol import Explainer
@@ -99,11 +98,7 @@ def load(path: Path, logit_scale: float | None) -> tuple[Classifier, bool]:
     architectures = (json.loads(config.read_text()).get("architectures") or []) if config.is_file() else []
     if not any(name.endswith(("ForCausalLM", "LMHeadModel")) for name in architectures):
         return load_classifier(path, logit_scale), False
-    model = load_model(str(path), task="causal-lm").eval()
-    scale = getattr(model.config, "logit_scale", 1.0) if logit_scale is None else logit_scale
-    tokenizer = load_tokenizer(str(path))
-    tokenizer.truncation_side = "left"  # keep the end of a long prompt: the next token is predicted after it
-    return Classifier(model, tokenizer, float(scale), str(path)), True
+    return load_language_model(path, logit_scale), True
 
 
 def check_methods(methods: Sequence[str], method_params: dict[str, Any], classifier: Classifier) -> None:

@@ -43,6 +43,12 @@ def f1(precision: float, recall: float) -> float:
     return 0.0 if precision == 0 or recall == 0 else 2 * precision * recall / (precision + recall)
 
 
+def nan_mean(values: torch.Tensor) -> float:
+    """The mean of the values that are not NaN (NaN marks an example a score does not apply to); NaN if none is."""
+    kept = values[~values.isnan()]
+    return float(kept.mean()) if kept.numel() else float("nan")
+
+
 @dataclass
 class PlausibilityResult:
     """Plausibility over the examples that have a gold rationale.
@@ -115,6 +121,6 @@ def plausibility(scores: torch.Tensor, word_ids: torch.Tensor, rationales: torch
                 "threshold": threshold, "iou_threshold": iou_threshold,
                 "token_f1": "mean of per-example F1", "iou_f1": "F1 of mean span precision and mean span recall",
                 "excluded": "examples without gold rationale words"}
-    mean = {key: float(values[~values.isnan()].mean()) for key, values in per_example.items()}
+    mean = {key: nan_mean(values) for key, values in per_example.items()}
     return PlausibilityResult(mean["auprc"], mean["token_f1"], f1(mean["iou_precision"], mean["iou_recall"]),
                               per_example, int(gold.any(dim=-1).sum()), settings)

@@ -21,8 +21,7 @@ import transformers
 
 from ... import __version__
 from ...explain.registry import EXPLAINERS
-from ...hub import load_model, load_tokenizer
-from ..core import Classifier
+from ..models import load_language_model
 from .pairs import select_files
 from .report import write_report
 from .run import evaluate_pairs
@@ -57,12 +56,6 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-def load_lm(path: str) -> Classifier:
-    """A decoder (B-cos or conventional) in eval mode with its tokenizer and its training logit scale."""
-    model = load_model(path, task="causal-lm").eval()
-    return Classifier(model, load_tokenizer(path), float(getattr(model.config, "logit_scale", 1.0)), path)
-
-
 def main(argv: Sequence[str] | None = None) -> dict:
     args = parser().parse_args(argv)
     if not (args.bcos or args.original):
@@ -82,7 +75,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
         files = select_files(args.suites, args.subsets)
     except ValueError as error:
         parser().error(str(error))
-    models = {name: load_lm(path) for name, path in (("original", args.original), ("bcos", args.bcos)) if path}
+    models = {name: load_language_model(path) for name, path in (("original", args.original), ("bcos", args.bcos)) if path}
     if "bcos" in models and not models["bcos"].is_bcos:
         parser().error(f"--bcos {args.bcos} is not a saved B-cos model (its config has no 'bcos' entry)")
     results = evaluate_pairs(models, files, args.methods, args.method_params, args.max_rows, args.posthoc_on_bcos,

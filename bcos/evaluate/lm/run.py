@@ -8,6 +8,7 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
+from ...metrics.plausibility import nan_mean
 from ..core import Classifier
 from .pairs import encode_pairs, read_pairs
 from .scoring import (competence, contrastive_attributions, evidence_alignment, next_token_log_probs,
@@ -21,11 +22,6 @@ def methods_for(lm: Classifier, methods: Sequence[str], posthoc_on_bcos: bool) -
     if lm.is_bcos:
         return [m for m in methods if m == "bcos" or posthoc_on_bcos]
     return [m for m in methods if m != "bcos"]
-
-
-def _mean(values: torch.Tensor) -> float:
-    kept = values[~values.isnan()]
-    return float(kept.mean()) if kept.numel() else float("nan")
 
 
 def evaluate_pairs(models: Mapping[str, Classifier], files: Mapping[tuple[str, str], Path], methods: Sequence[str],
@@ -81,12 +77,12 @@ def evaluate_pairs(models: Mapping[str, Classifier], files: Mapping[tuple[str, s
         n = len(next(iter(joined.values())))
         if len(key) == 3:
             competence_rows.append({"suite": key[0], "subset": key[1], "model": key[2], "n_pairs": n,
-                                    "accuracy": _mean(joined["correct"]),
-                                    "probability_gap": _mean(joined["probability_gap"])})
+                                    "accuracy": nan_mean(joined["correct"]),
+                                    "probability_gap": nan_mean(joined["probability_gap"])})
         else:
             alignment_rows.append({"suite": key[0], "subset": key[1], "model": key[2], "method": key[3], "n_pairs": n,
-                                   "mrr": _mean(joined["reciprocal_rank"]),
-                                   "evidence_share": _mean(joined["evidence_share"]),
+                                   "mrr": nan_mean(joined["reciprocal_rank"]),
+                                   "evidence_share": nan_mean(joined["evidence_share"]),
                                    "evidence_share_pairs": int((~joined["evidence_share"].isnan()).sum()),
                                    "seconds_per_pair": seconds.get(key, 0.0) / n if n else float("nan")})
     order = {subset: i for i, subset in enumerate(dict.fromkeys(row["subset"] for row in skipped_rows))}
