@@ -110,6 +110,7 @@ def test_fit_writes_tensorboard_checkpoints_and_a_reloadable_export(fitted, tiny
     got = exported(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
     torch.testing.assert_close(got, expected, rtol=0, atol=0)
     assert exported.config.bcos["b"] == 2.0
+    assert exported.config.id2label == {0: "negative", 1: "positive"}  # the data's label names
     assert exported.config.logit_scale == pytest.approx(module.logit_scale.item())
 
 

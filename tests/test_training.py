@@ -19,6 +19,7 @@ from lightning_modules.sequence_classifier import BCOS_LOGIT_SCALE
 
 MINILM = "sentence-transformers/all-MiniLM-L6-v2"
 _WORDS = {0: ["bad", "awful", "dull", "boring"], 1: ["good", "great", "fine", "lovely"], 2: ["red", "blue", "green"]}
+LABEL_NAMES = ["negative", "positive", "colour"]
 
 
 def make_tiny_model(folder: Path, num_labels: int = 2, hidden_size: int = 32, seed: int = 0) -> Path:
@@ -34,12 +35,13 @@ def make_tiny_model(folder: Path, num_labels: int = 2, hidden_size: int = 32, se
 
 
 def write_tiny_data(folder: Path, sizes: dict[str, int] | None = None, num_labels: int = 2) -> Path:
-    """``{split}.jsonl`` files whose label is given away by one word of the text (learnable in a few steps)."""
+    """``{split}.jsonl`` files whose label (named in ``label_name``) is given away by one word of the text
+    (learnable in a few steps)."""
     rng = random.Random(0)
     folder.mkdir(parents=True, exist_ok=True)
     for split, size in (sizes or {"train": 64, "validation": 21, "test": 10}).items():
         rows = [{"text": f"a {rng.choice(_WORDS[i % num_labels])} film {rng.choice(['today', 'here', 'again'])}",
-                 "label": i % num_labels} for i in range(size)]
+                 "label": i % num_labels, "label_name": LABEL_NAMES[i % num_labels]} for i in range(size)]
         (folder / f"{split}.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
     return folder
 
