@@ -1,8 +1,9 @@
-"""Training benchmark (issue 3): conventional (CE) vs B-cos (BCE, several b) MiniLM on SST-2, side by side.
+"""Training benchmark (issue 3): conventional (CE) vs B-cos (BCE, several b) MiniLM on SST-2 (or ``--dataset``),
+side by side.
 
 All models train in lockstep in one process: each optimizer step is taken for every model on the same
 batch, one model after the other, so the step-time ratios compare models under the same machine load.
-Validation on the full SST-2 validation set every ``--eval-every`` steps.
+Validation on the full validation split every ``--eval-every`` steps.
 
     python benchmarks/train_compare.py --steps 600 --out benchmarks/results/train_compare.json
     python benchmarks/train_compare.py --steps 100 --variant 'b1.5 scale 300={"b": 1.5, "logit_scale": 300}'
@@ -38,9 +39,9 @@ from lightning_modules.optim import adamw_with_linear_schedule, parameter_groups
 MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 
 
-def build(variant: dict, steps: int) -> tuple[SequenceClassifier, torch.optim.Optimizer, object]:
+def build(variant: dict, steps: int, num_labels: int) -> tuple[SequenceClassifier, torch.optim.Optimizer, object]:
     """A SequenceClassifier for ``variant`` with its AdamW and warm-up/decay schedule."""
-    module = SequenceClassifier(MODEL, num_labels=2, **variant["options"])
+    module = SequenceClassifier(MODEL, num_labels=num_labels, **variant["options"])
     module.model.train()
     configured = adamw_with_linear_schedule(parameter_groups(module, module.hparams.weight_decay),
                                             module.hparams.learning_rate, module.hparams.warmup_fraction, steps)
@@ -101,7 +102,7 @@ def write_report(runs: list[dict], args: argparse.Namespace, validation_examples
         "benchmark": "train_compare", "command": shlex.join(["python", *sys.argv]),
         "machine": {"processor": platform.processor() or platform.machine(), "cpu_count": os.cpu_count(),
                     "torch": torch.__version__, "threads": torch.get_num_threads()},
-        "settings": {"model": MODEL, "dataset": "sst2", "validation_examples": validation_examples,
+        "settings": {"model": MODEL, "validation_examples": validation_examples,
                      **{k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()
                         if k != "variant" and not (k == "b" and args.variant)}},
         "completed_steps": steps_done, "results": results,
@@ -113,6 +114,7 @@ def write_report(runs: list[dict], args: argparse.Namespace, validation_examples
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--dataset", default="sst2", help="sst2, imdb, ag_news, hatexplain or a JSONL folder")
     parser.add_argument("--steps", type=int, default=600)
     parser.add_argument("--eval-every", type=int, default=50)
     parser.add_argument("--batch-size", type=int, default=32)
@@ -129,7 +131,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
 
-    data = TextClassificationDataModule(dataset="sst2", tokenizer=MODEL, max_length=args.max_length,
+    data = TextClassificationDataModule(dataset=args.dataset, tokenizer=MODEL, max_length=args.max_length,
                                         batch_size=args.batch_size, eval_batch_size=128, seed=42)
     data.setup("fit")
     validation = list(data.val_dataloader())
@@ -141,7 +143,7 @@ def main() -> None:
     runs = []
     for variant in variants:
         torch.manual_seed(0)  # the same fresh classification head for every variant
-        module, optimizer, scheduler = build(variant, args.steps)
+        module, optimizer, scheduler = build(variant, args.steps, data.num_labels)
         runs.append({"variant": variant, "module": module, "optimizer": optimizer, "scheduler": scheduler,
                      "step_seconds": [], "curve": [], "losses": []})
 
