@@ -1,7 +1,6 @@
 """A LightningModule that continues the language-model training of a Hugging Face decoder, B-cos or conventional."""
 from __future__ import annotations
 
-import math
 
 import torch
 import torch.nn.functional as F
@@ -10,7 +9,7 @@ from torch import nn
 from torchmetrics import SumMetric
 
 from bcos import bcosify, load_model
-from lightning_modules.optim import adamw_with_linear_schedule, parameter_groups
+from lightning_modules.optim import adamw_with_linear_schedule, parameter_groups, register_logit_scale
 from lightning_modules.sequence_classifier import SequenceClassifier
 
 
@@ -67,14 +66,8 @@ class CausalLanguageModel(LightningModule):
         warmup_fraction: float = 0.1,
     ) -> None:
         super().__init__()
-        if logit_scale <= 0:
-            raise ValueError(f"logit_scale must be positive, got {logit_scale}")
+        register_logit_scale(self, logit_scale, learn_logit_scale)
         self.save_hyperparameters()
-        log_scale = torch.tensor(math.log(logit_scale))
-        if learn_logit_scale:
-            self.log_logit_scale = nn.Parameter(log_scale)
-        else:
-            self.register_buffer("log_logit_scale", log_scale)
         self.model = self._load().train()  # from_pretrained returns eval mode: keep dropout on
         self.metrics = nn.ModuleDict({stage: nn.ModuleDict({"loss_sum": SumMetric(), "num_tokens": SumMetric()})
                                       for stage in ("val", "test")})

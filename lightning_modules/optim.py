@@ -1,10 +1,24 @@
 """AdamW with a linear warm-up and linear decay schedule, stepped once per optimizer step."""
 from __future__ import annotations
 
+import math
 from functools import partial
 
 import torch
 from torch import nn
+
+
+def register_logit_scale(module: nn.Module, logit_scale: float, learn: bool) -> None:
+    """Gives ``module`` a ``log_logit_scale`` (a scalar: the log of the loss's inverse temperature), a Parameter
+    when ``learn`` (give it its own learning rate with ``parameter_groups(..., extra=...)``), else a buffer;
+    checkpoints hold it either way."""
+    if logit_scale <= 0:
+        raise ValueError(f"logit_scale must be positive, got {logit_scale}")
+    log_scale = torch.tensor(math.log(logit_scale))
+    if learn:
+        module.log_logit_scale = nn.Parameter(log_scale)
+    else:
+        module.register_buffer("log_logit_scale", log_scale)
 
 
 def linear_warmup_decay(step: int, warmup_steps: int, total_steps: int) -> float:

@@ -1,7 +1,6 @@
 """A LightningModule that fine-tunes a Hugging Face sequence classifier, B-cos or conventional."""
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -14,7 +13,7 @@ from torchmetrics import MeanMetric, SumMetric
 from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 
 from bcos import bcosify, load_model
-from lightning_modules.optim import adamw_with_linear_schedule, parameter_groups
+from lightning_modules.optim import adamw_with_linear_schedule, parameter_groups, register_logit_scale
 
 LOSSES = ("bce", "ce")
 #: logit scale of B-cos models when none is configured; converged fastest of 1, 1e2, 1e3, 1e4 (fixed or learned)
@@ -84,17 +83,10 @@ class SequenceClassifier(LightningModule):
         super().__init__()
         if loss not in (None, *LOSSES):
             raise ValueError(f"loss must be one of {LOSSES} (or None for the default), got {loss!r}")
-        if logit_scale is not None and logit_scale <= 0:
-            raise ValueError(f"logit_scale must be positive, got {logit_scale}")
+        default_scale = BCOS_LOGIT_SCALE if bcos else 1.0
+        register_logit_scale(self, default_scale if logit_scale is None else logit_scale, learn_logit_scale)
         self.save_hyperparameters()
         self.loss_name = loss or ("bce" if bcos else "ce")
-        if logit_scale is None:
-            logit_scale = BCOS_LOGIT_SCALE if bcos else 1.0
-        log_scale = torch.tensor(math.log(logit_scale))
-        if learn_logit_scale:
-            self.log_logit_scale = nn.Parameter(log_scale)
-        else:
-            self.register_buffer("log_logit_scale", log_scale)
         self.model: nn.Module | None = None
         self.metrics: nn.ModuleDict | None = None
         self._checkpoint_architecture: str | None = None

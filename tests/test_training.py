@@ -9,6 +9,7 @@ import lightning as L
 import pytest
 import torch
 import torch.nn.functional as F
+from torch import nn
 import transformers
 
 import bcos
@@ -173,3 +174,12 @@ def test_num_labels_must_match_the_data(tiny, tmp_path):
     three_labels = make_tiny_model(tmp_path / "three", num_labels=3)
     with pytest.raises(ValueError, match="configured with num_labels=3 but the data has 2 labels"):
         trainer(max_steps=1).fit(SequenceClassifier(str(three_labels), num_labels=3), datamodule(tiny))
+
+
+@pytest.mark.parametrize("learn", [False, True])
+def test_logit_scale_is_stored_as_its_log_and_must_be_positive(learn):
+    module = SequenceClassifier("unused-until-num-labels-is-known", logit_scale=250.0, learn_logit_scale=learn)
+    assert isinstance(module.log_logit_scale, nn.Parameter) == learn
+    assert module.logit_scale.item() == pytest.approx(250.0)
+    with pytest.raises(ValueError, match=r"^logit_scale must be positive, got -1.0$"):
+        SequenceClassifier("unused-until-num-labels-is-known", logit_scale=-1.0)
