@@ -6,8 +6,9 @@ Public API::
     explanation = bcos.explain(model, input_ids, attention_mask)
     explanation.contributions                     # [batch, seq], sums to explanation.logit
     bcos.load_pretrained(path)                    # reload a saved B-cos model
+    annealing = bcos.BcosAnnealing(model, steps=500, b=1.5)  # or: from the original function to B-cos while training
 """
-from .convert import BcosOptions, ConversionReport, bcosify, supported_architectures
+from .convert import BcosAnnealing, BcosOptions, ConversionReport, bcosify, supported_architectures
 from .explain import Explanation, merge_subwords, token_strings
 from .explain import explain as _explain_function
 from .hub import load_model, load_pretrained, load_tokenizer, resolve_pretrained
@@ -18,6 +19,7 @@ explain = _explain_function  # the function, not the subpackage bcos.explain
 __version__ = "0.1.0"
 
 __all__ = [
+    "BcosAnnealing",
     "BcosOptions",
     "ConversionReport",
     "Explanation",

@@ -16,7 +16,6 @@ import bcos
 from datamodules import TextClassificationDataModule
 from lightning_modules import SequenceClassifier, export_hf
 from lightning_modules.optim import linear_warmup_decay
-from lightning_modules.sequence_classifier import BCOS_LOGIT_SCALE
 
 MINILM = "sentence-transformers/all-MiniLM-L6-v2"
 _WORDS = {0: ["bad", "awful", "dull", "boring"], 1: ["good", "great", "fine", "lovely"], 2: ["red", "blue", "green"]}
@@ -76,7 +75,7 @@ def test_losses_and_their_defaults(tiny):
     bcos_module = SequenceClassifier(str(tiny["model"]), num_labels=2)
     conventional = SequenceClassifier(str(tiny["model"]), num_labels=2, bcos=False)
     assert (bcos_module.loss_name, conventional.loss_name) == ("bce", "ce")
-    assert (bcos_module.logit_scale.item(), conventional.logit_scale.item()) == pytest.approx((BCOS_LOGIT_SCALE, 1))
+    assert bcos_module.logit_scale.isnan() and conventional.logit_scale.item() == 1  # B-cos: "auto", set later
     bcos_module = SequenceClassifier(str(tiny["model"]), num_labels=2, logit_scale=1.0)
     expected_bce = -(torch.log(1 - torch.sigmoid(torch.tensor([0.5, 0.1]))).sum()
                      + torch.log(torch.sigmoid(torch.tensor([-1.0, 2.0]))).sum()) / 4
@@ -160,11 +159,11 @@ def test_export_reloads_with_identical_logits(tiny, tmp_path):
     mask = (ids != 0).long()
     tokenizer = bcos.load_tokenizer(str(tiny["model"]))
     for bcos_flag, loader in ((True, bcos.load_pretrained), (False, bcos.load_model)):
-        module = SequenceClassifier(str(tiny["model"]), num_labels=2, bcos=bcos_flag).eval()
+        module = SequenceClassifier(str(tiny["model"]), num_labels=2, bcos=bcos_flag, logit_scale=300.0).eval()
         folder = export_hf(module.model, tokenizer, tmp_path / f"export-{bcos_flag}", module.logit_scale.item())
         reloaded = loader(str(folder)).eval()
         assert (getattr(reloaded.config, "bcos", None) is not None) == bcos_flag
-        assert reloaded.config.logit_scale == pytest.approx(BCOS_LOGIT_SCALE if bcos_flag else 1.0)
+        assert reloaded.config.logit_scale == pytest.approx(300.0)
         expected = module.model(input_ids=ids, attention_mask=mask).logits
         torch.testing.assert_close(reloaded(input_ids=ids, attention_mask=mask).logits, expected, rtol=0, atol=0)
         assert bcos.load_tokenizer(str(folder))("good film")["input_ids"] == tokenizer("good film")["input_ids"]
@@ -181,5 +180,6 @@ def test_logit_scale_is_stored_as_its_log_and_must_be_positive(learn):
     module = SequenceClassifier("unused-until-num-labels-is-known", logit_scale=250.0, learn_logit_scale=learn)
     assert isinstance(module.log_logit_scale, nn.Parameter) == learn
     assert module.logit_scale.item() == pytest.approx(250.0)
-    with pytest.raises(ValueError, match=r"^logit_scale must be positive, got -1.0$"):
-        SequenceClassifier("unused-until-num-labels-is-known", logit_scale=-1.0)
+    for bad in (-1.0, 0.0, float("nan"), float("inf"), "automatic"):
+        with pytest.raises(ValueError, match=rf"^logit_scale must be a positive number or 'auto', got {bad!r}$"):
+            SequenceClassifier("unused-until-num-labels-is-known", logit_scale=bad)
