@@ -6,11 +6,14 @@ Public API::
     explanation = bcos.explain(model, input_ids, attention_mask)
     explanation.contributions                     # [batch, seq], sums to explanation.logit
     bcos.load_pretrained(path)                    # reload a saved B-cos model
+    handle = bcos.load(path_or_hub_id_or_ckpt)    # a Model: model, tokenizer, kind, probabilities(logits)
 """
 from .convert import BcosOptions, ConversionReport, bcosify, supported_architectures
 from .explain import Explanation, merge_subwords, token_strings
 from .explain import explain as _explain_function
+from .handle import Model
 from .hub import load_model, load_pretrained, load_tokenizer, resolve_pretrained
+from .loader import load
 from .nn import explanation_mode, is_explanation_mode
 
 explain = _explain_function  # the function, not the subpackage bcos.explain
@@ -21,10 +24,12 @@ __all__ = [
     "BcosOptions",
     "ConversionReport",
     "Explanation",
+    "Model",
     "bcosify",
     "explain",
     "explanation_mode",
     "is_explanation_mode",
+    "load",
     "load_model",
     "load_pretrained",
     "load_tokenizer",

@@ -1,42 +1,21 @@
 """A LightningModule that fine-tunes a Hugging Face sequence classifier, B-cos or conventional."""
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
-
 import torch
 import torch.nn.functional as F
-from lightning.pytorch import LightningModule
-from lightning.pytorch.utilities import rank_zero_warn
 from torch import nn
 from torchmetrics import MeanMetric, SumMetric
 from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 
-from bcos import bcosify, load_model
-from lightning_modules.optim import adamw_with_linear_schedule, parameter_groups, register_logit_scale
+from lightning_modules.base import BcosModule
 
 LOSSES = ("bce", "ce")
 #: logit scale of B-cos models when none is configured; converged fastest of 1, 1e2, 1e3, 1e4 (fixed or learned)
 #: in 100-step runs of MiniLM on SST-2
 BCOS_LOGIT_SCALE = 1e4
-#: options that change what a model computes; a checkpoint trained with others loads with a warning
-MODEL_OPTION_KEYS = ("bcos", "b", "layer_b", "normalize_weights", "remove_biases", "keep_head_activations",
-                     "logit_scale", "learn_logit_scale")
 
 
-def _state_dict_difference(expected: Mapping[str, torch.Tensor], given: Mapping[str, Any]) -> str:
-    missing = sorted(set(expected) - set(given))
-    unexpected = sorted(set(given) - set(expected))
-    reshaped = sorted(f"{k} {tuple(given[k].shape)} vs {tuple(expected[k].shape)}" for k in set(expected) & set(given)
-                      if hasattr(given[k], "shape") and given[k].shape != expected[k].shape)
-    parts = [(f"{len(keys)} {what}", keys[:3]) for what, keys in
-             (("keys of the configured model missing from the checkpoint", missing),
-              ("keys in the checkpoint that the configured model lacks", unexpected),
-              ("tensors of another shape (checkpoint vs configured)", reshaped)) if keys]
-    return "; ".join(f"{label} (e.g. {', '.join(examples)})" for label, examples in parts)
-
-
-class SequenceClassifier(LightningModule):
+class SequenceClassifier(BcosModule):
     """Fine-tunes ``model_name_or_path`` for sequence classification, optionally converted with ``bcos.bcosify``.
 
     The model is built as soon as ``num_labels`` is known: in ``__init__`` when given, else in
@@ -84,33 +63,23 @@ class SequenceClassifier(LightningModule):
         if loss not in (None, *LOSSES):
             raise ValueError(f"loss must be one of {LOSSES} (or None for the default), got {loss!r}")
         default_scale = BCOS_LOGIT_SCALE if bcos else 1.0
-        register_logit_scale(self, default_scale if logit_scale is None else logit_scale, learn_logit_scale)
+        self.register_logit_scale(default_scale if logit_scale is None else logit_scale, learn_logit_scale)
         self.save_hyperparameters()
         self.loss_name = loss or ("bce" if bcos else "ce")
+        self.link = "sigmoid" if self.loss_name == "bce" else "softmax"
         self.model: nn.Module | None = None
         self.metrics: nn.ModuleDict | None = None
-        self._checkpoint_architecture: str | None = None
         if num_labels is not None:
             self._build(num_labels)
 
     # --- model ------------------------------------------------------------------------------------------
 
-    def _load(self, num_labels: int) -> nn.Module:
-        hp = self.hparams
-        model = load_model(hp.model_name_or_path, num_labels=num_labels)
-        saved_bcos = getattr(model.config, "bcos", None) is not None
-        if saved_bcos and not hp.bcos:
-            raise ValueError(f"{hp.model_name_or_path!r} is a saved B-cos model but bcos=False was configured")
-        if model.config.num_labels != num_labels:
-            raise ValueError(f"{hp.model_name_or_path!r} has {model.config.num_labels} labels, "
-                             f"but num_labels={num_labels}")
-        if hp.bcos and not saved_bcos:
-            bcosify(model, b=hp.b, layer_b=hp.layer_b, normalize_weights=hp.normalize_weights,
-                    remove_biases=hp.remove_biases, keep_head_activations=hp.keep_head_activations)
-        return model
-
     def _build(self, num_labels: int) -> None:
-        self.model = self._load(num_labels).train()  # from_pretrained returns eval mode: keep dropout on
+        model = self._load("sequence-classification", num_labels=num_labels)
+        if model.config.num_labels != num_labels:
+            raise ValueError(f"{self.hparams.model_name_or_path!r} has {model.config.num_labels} labels, "
+                             f"but num_labels={num_labels}")
+        self.model = model.train()  # from_pretrained returns eval mode: keep dropout on
         self.metrics = nn.ModuleDict({stage: nn.ModuleDict({
             "acc": MulticlassAccuracy(num_labels, average="micro"),
             "f1": MulticlassF1Score(num_labels, average="macro"),
@@ -141,14 +110,6 @@ class SequenceClassifier(LightningModule):
             self.model.config.id2label = dict(enumerate(names))
             self.model.config.label2id = {name: index for index, name in enumerate(names)}
 
-    @property
-    def logit_scale(self) -> torch.Tensor:
-        return self.log_logit_scale.exp()
-
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
-        """The model's logits ``[batch, num_labels]``."""
-        return self.model(input_ids=input_ids, attention_mask=attention_mask).logits
-
     def loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """BCE on one-hot targets (mean over examples and classes) or cross-entropy, per ``loss``, of the logits
         times ``logit_scale``."""
@@ -162,8 +123,7 @@ class SequenceClassifier(LightningModule):
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         loss = self.loss(self(batch["input_ids"], batch["attention_mask"]), batch["labels"])
         self.log("train/loss", loss, prog_bar=True, batch_size=batch["labels"].numel())
-        if self.hparams.learn_logit_scale:
-            self.log("train/logit_scale", self.logit_scale.detach(), batch_size=batch["labels"].numel())
+        self.log_logit_scale_if_learned(batch["labels"].numel())
         return loss
 
     def _evaluate(self, batch: dict[str, torch.Tensor], stage: str) -> None:
@@ -185,56 +145,13 @@ class SequenceClassifier(LightningModule):
         self._evaluate(batch, "test")
 
     def predict_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> dict[str, torch.Tensor]:
-        """``logits``, ``probabilities`` (sigmoid for BCE, softmax for CE, of the scaled logits) and
-        ``prediction`` per example."""
+        """``logits``, ``probabilities`` (:meth:`probabilities`: sigmoid for BCE, softmax for CE, of the scaled
+        logits) and ``prediction`` per example."""
         logits = self(batch["input_ids"], batch["attention_mask"])
-        scaled = logits * self.logit_scale
-        probabilities = scaled.sigmoid() if self.loss_name == "bce" else scaled.softmax(-1)
-        return {"logits": logits, "probabilities": probabilities, "prediction": logits.argmax(-1)}
-
-    def configure_optimizers(self) -> dict:
-        hp = self.hparams
-        extra = {"log_logit_scale": {"lr": hp.logit_scale_lr}} if hp.learn_logit_scale else None
-        return adamw_with_linear_schedule(parameter_groups(self, hp.weight_decay, extra), hp.learning_rate,
-                                          hp.warmup_fraction, int(self.trainer.estimated_stepping_batches))
-
-    def on_train_start(self) -> None:
-        """Puts the schedule's learning rate into the optimizer: a run resumed with another ``max_steps`` has a new
-        schedule but restored the old one's last learning rate."""
-        for config in self.trainer.lr_scheduler_configs:
-            scheduler = config.scheduler
-            lrs = [base * rule(scheduler.last_epoch) for base, rule in zip(scheduler.base_lrs, scheduler.lr_lambdas)]
-            for group, lr in zip(scheduler.optimizer.param_groups, lrs):
-                group["lr"] = lr
-            scheduler._last_lr = lrs
+        return {"logits": logits, "probabilities": self.probabilities(logits), "prediction": logits.argmax(-1)}
 
     # --- checkpoints ------------------------------------------------------------------------------------
 
     def architecture(self) -> str:
         """One line naming the model, e.g. ``B-cos (b=2.0) BertForSequenceClassification from 'x', 2 labels``."""
-        hp = self.hparams
-        kind = f"B-cos (b={hp.b})" if hp.bcos else "conventional"
-        return f"{kind} {type(self.model).__name__} from {hp.model_name_or_path!r}, {hp.num_labels} labels"
-
-    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        checkpoint["architecture"] = self.architecture()
-
-    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Remembers the checkpoint's architecture (for errors) and warns about differing model options."""
-        self._checkpoint_architecture = checkpoint.get("architecture")
-        saved = checkpoint.get(self.CHECKPOINT_HYPER_PARAMS_KEY) or {}
-        differing = [key for key in MODEL_OPTION_KEYS if key in saved and saved[key] != self.hparams.get(key)]
-        if differing:
-            rank_zero_warn("the checkpoint was trained with other model options: " + ", ".join(
-                f"{key}={saved[key]!r} (configured {self.hparams.get(key)!r})" for key in differing))
-
-    def load_state_dict(self, state_dict: Mapping[str, Any], strict: bool = True, assign: bool = False):
-        """``nn.Module.load_state_dict``; a checkpoint of another architecture raises a ValueError naming both."""
-        try:
-            return super().load_state_dict(state_dict, strict=strict, assign=assign)
-        except RuntimeError as error:
-            raise ValueError(
-                f"The checkpoint holds {self._checkpoint_architecture or 'a model of another architecture'}, which "
-                f"does not fit the configured {self.architecture()}: "
-                f"{_state_dict_difference(self.state_dict(), state_dict)}"
-            ) from error
+        return f"{super().architecture()}, {self.hparams.num_labels} labels"
