@@ -7,11 +7,14 @@ Public API::
     explanation.contributions                     # [batch, seq], sums to explanation.logit
     bcos.load_pretrained(path)                    # reload a saved B-cos model
     annealing = bcos.BcosAnnealing(model, steps=500, b=1.5)  # or: from the original function to B-cos while training
+    handle = bcos.load(path_or_hub_id_or_ckpt)    # a Model: model, tokenizer, kind, probabilities(logits)
 """
 from .convert import BcosAnnealing, BcosOptions, ConversionReport, bcosify, supported_architectures
 from .explain import Explanation, merge_subwords, token_strings
 from .explain import explain as _explain_function
+from .handle import Model
 from .hub import load_model, load_pretrained, load_tokenizer, resolve_pretrained
+from .loader import load
 from .nn import explanation_mode, is_explanation_mode
 
 explain = _explain_function  # the function, not the subpackage bcos.explain
@@ -23,10 +26,12 @@ __all__ = [
     "BcosOptions",
     "ConversionReport",
     "Explanation",
+    "Model",
     "bcosify",
     "explain",
     "explanation_mode",
     "is_explanation_mode",
+    "load",
     "load_model",
     "load_pretrained",
     "load_tokenizer",

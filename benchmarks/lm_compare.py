@@ -33,8 +33,7 @@ import lightning as L
 import torch
 import transformers
 
-from bcos import load_tokenizer
-from bcos.evaluate.core import Classifier
+from bcos import Model, load_tokenizer
 from bcos.evaluate.lm import evaluate_pairs, suite_files
 from bcos.evaluate.lm.report import write_report
 from bcos.explain import generate_explained
@@ -215,8 +214,8 @@ def main() -> None:
     save("B-cos training and perplexity")
 
     tokenizer = load_tokenizer(MODEL)
-    models = {"original": Classifier(CausalLanguageModel(MODEL, bcos=False).model.eval(), tokenizer, 1.0, MODEL),
-              "bcos": Classifier(bcos_model, tokenizer, 1.0, args.export)}
+    models = {"original": Model(CausalLanguageModel(MODEL, bcos=False).model.eval(), tokenizer, 1.0, MODEL),
+              "bcos": Model(bcos_model, tokenizer, 1.0, args.export)}
     files = {(suite, subset): file for suite in ("blimp", "ioi") for subset, file in suite_files(suite).items()}
     results = evaluate_pairs(models, files, METHODS, {"integrated_gradients": {"n_steps": args.ig_steps}},
                              args.max_rows)

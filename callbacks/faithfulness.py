@@ -17,10 +17,9 @@ from lightning.pytorch.utilities import rank_zero_warn
 from lightning.pytorch.utilities.warnings import PossibleUserWarning
 from torch import nn
 
-from bcos import load_tokenizer
-from bcos.evaluate import (SCORES, Classifier, Examples, MethodResult, MetricSettings, load_classifier,
-                           score_method, seqpg_instances)
-from bcos.explain import EXPLAINERS
+from bcos import Model, load, load_tokenizer
+from bcos.evaluate import SCORES, Examples, MethodResult, MetricSettings, score_method, seqpg_instances
+from bcos.explain import EXPLAINERS, explainer_for
 from bcos.metrics import DEFAULT_FRACTIONS
 from callbacks.heatmaps import heatmap_figure
 
@@ -115,7 +114,7 @@ class FaithfulnessCallback(Callback):
         self.every_n_epochs = every_n_epochs
         self._validations = 0
         self._tokenizer = None
-        self._reference: Classifier | None = None
+        self._reference: Model | None = None
         self._reference_results: dict[str, MethodResult] | None = None
         self._probe: Examples | None = None
         self._layout_written = False
@@ -132,7 +131,7 @@ class FaithfulnessCallback(Callback):
                                     PossibleUserWarning)
         if self.reference_checkpoint and trainer.is_global_zero and self._reference is None:
             with torch.random.fork_rng(devices=[]):
-                self._reference = load_classifier(self.reference_checkpoint)
+                self._reference = load(self.reference_checkpoint, kind="sequence-classification")
             if self._reference.tokenizer.get_vocab() != self._tokenizer.get_vocab():
                 raise ValueError(f"the reference model {self.reference_checkpoint} uses another tokenizer than the "
                                  "model being trained; the probe must mean the same tokens to both")
@@ -174,10 +173,10 @@ class FaithfulnessCallback(Callback):
             return MetricSettings(**{**vars(self.settings), "metrics": [*self.settings.metrics, "plausibility"]})
         return self.settings
 
-    def _score(self, classifier: Classifier, methods: list[str], probe: Examples,
+    def _score(self, classifier: Model, methods: list[str], probe: Examples,
                settings: MetricSettings) -> dict[str, MethodResult]:
         instances = seqpg_instances(classifier, probe, settings) if "seqpg" in settings.metrics else None
-        return {method: score_method(classifier, classifier.explainer(method, self.method_params.get(method)), probe,
+        return {method: score_method(classifier, explainer_for(classifier, method, self.method_params.get(method)), probe,
                                      instances, settings) for method in methods}
 
     def evaluate(self, trainer: Trainer, pl_module: LightningModule) -> dict[str, MethodResult]:
@@ -187,7 +186,8 @@ class FaithfulnessCallback(Callback):
         if not isinstance(model, nn.Module):
             raise TypeError("FaithfulnessCallback needs the LightningModule to keep its transformers classifier in "
                             "`.model`")
-        classifier = Classifier(model, self._tokenizer, float(getattr(pl_module, "logit_scale", 1.0)))
+        classifier = Model(model, self._tokenizer, float(getattr(pl_module, "logit_scale", 1.0)),
+                           link=getattr(pl_module, "link", "softmax"))
         probe = self.probe(trainer).to(pl_module.device)
         settings = self._settings(probe)
         methods = [m for m in self.methods if m != "bcos" or classifier.is_bcos]

@@ -1,6 +1,6 @@
 """LightningModules for B-cos language models, and the Hugging Face export callback."""
 from lightning_modules.causal_lm import CausalLanguageModel
-from lightning_modules.export import HFExport, export_hf
+from lightning_modules.export import HFExport, export_hf, export_module
 from lightning_modules.sequence_classifier import SequenceClassifier
 
-__all__ = ["CausalLanguageModel", "HFExport", "SequenceClassifier", "export_hf"]
+__all__ = ["CausalLanguageModel", "HFExport", "SequenceClassifier", "export_hf", "export_module"]

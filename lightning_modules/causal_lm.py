@@ -4,13 +4,10 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from lightning.pytorch import LightningModule
 from torch import nn
 from torchmetrics import SumMetric
 
-from bcos import bcosify, load_model
-from lightning_modules.optim import adamw_with_linear_schedule, parameter_groups, register_logit_scale
-from lightning_modules.sequence_classifier import SequenceClassifier
+from lightning_modules.base import BcosModule
 
 
 def next_token_loss(logits: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor,
@@ -31,7 +28,7 @@ def predicted_tokens(attention_mask: torch.Tensor) -> torch.Tensor:
     return (attention_mask[:, 1:] != 0) & (attention_mask[:, :-1] != 0)
 
 
-class CausalLanguageModel(LightningModule):
+class CausalLanguageModel(BcosModule):
     """Continues next-token training of ``model_name_or_path`` (GPT-2, Llama), optionally B-cosified first.
 
     Logs ``train/loss`` and, on held-out blocks, ``val/loss`` (mean cross-entropy per predicted token),
@@ -66,37 +63,17 @@ class CausalLanguageModel(LightningModule):
         warmup_fraction: float = 0.1,
     ) -> None:
         super().__init__()
-        register_logit_scale(self, logit_scale, learn_logit_scale)
+        self.register_logit_scale(logit_scale, learn_logit_scale)
         self.save_hyperparameters()
-        self.model = self._load().train()  # from_pretrained returns eval mode: keep dropout on
+        self.model = self._load("causal-lm").train()  # from_pretrained returns eval mode: keep dropout on
         self.metrics = nn.ModuleDict({stage: nn.ModuleDict({"loss_sum": SumMetric(), "num_tokens": SumMetric()})
                                       for stage in ("val", "test")})
-
-    def _load(self) -> nn.Module:
-        hp = self.hparams
-        model = load_model(hp.model_name_or_path, task="causal-lm")
-        saved_bcos = getattr(model.config, "bcos", None) is not None
-        if saved_bcos and not hp.bcos:
-            raise ValueError(f"{hp.model_name_or_path!r} is a saved B-cos model but bcos=False was configured")
-        if hp.bcos and not saved_bcos:
-            bcosify(model, b=hp.b, layer_b=hp.layer_b, normalize_weights=hp.normalize_weights,
-                    remove_biases=hp.remove_biases)
-        return model
-
-    @property
-    def logit_scale(self) -> torch.Tensor:
-        return self.log_logit_scale.exp()
-
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
-        """The model's next-token logits ``[batch, seq, vocab]``."""
-        return self.model(input_ids=input_ids, attention_mask=attention_mask).logits
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         logits = self(batch["input_ids"], batch["attention_mask"]) * self.logit_scale
         loss = next_token_loss(logits, batch["input_ids"], batch["attention_mask"])
         self.log("train/loss", loss, prog_bar=True, batch_size=batch["input_ids"].shape[0])
-        if self.hparams.learn_logit_scale:
-            self.log("train/logit_scale", self.logit_scale.detach(), batch_size=batch["input_ids"].shape[0])
+        self.log_logit_scale_if_learned(batch["input_ids"].shape[0])
         return loss
 
     def _evaluate(self, batch: dict[str, torch.Tensor], stage: str) -> None:
@@ -125,12 +102,3 @@ class CausalLanguageModel(LightningModule):
 
     def on_test_epoch_end(self) -> None:
         self._log_epoch("test")
-
-    def configure_optimizers(self) -> dict:
-        hp = self.hparams
-        extra = {"log_logit_scale": {"lr": hp.logit_scale_lr}} if hp.learn_logit_scale else None
-        return adamw_with_linear_schedule(parameter_groups(self, hp.weight_decay, extra), hp.learning_rate,
-                                          hp.warmup_fraction, int(self.trainer.estimated_stepping_batches))
-
-    # a resumed run with another max_steps starts at its new schedule's learning rate
-    on_train_start = SequenceClassifier.on_train_start

@@ -10,18 +10,20 @@ from torch import nn
 
 from bcos import load_tokenizer
 from bcos.convert import annealing_progress
+from bcos.handle import record_probabilities
 
 
-def export_hf(model: nn.Module, tokenizer, folder: str | Path, logit_scale: float = 1.0) -> Path:
+def export_hf(model: nn.Module, tokenizer, folder: str | Path, logit_scale: float = 1.0,
+              link: str = "softmax") -> Path:
     """Saves ``model`` and ``tokenizer`` with ``save_pretrained`` into ``folder``, replacing it whole.
 
-    A B-cos model reloads with ``bcos.load_pretrained(folder)``, a conventional one with
-    ``bcos.load_model(folder)``; both give the logits of ``model``. ``logit_scale``, the factor the training
-    loss applied to the logits, is recorded as ``config.logit_scale``: the trained probabilities are
-    ``sigmoid`` (BCE) or ``softmax`` (CE) of ``logit_scale * logits``.
+    ``bcos.load(folder)`` reloads either (a B-cos or a conventional model) with the logits of ``model``.
+    ``logit_scale``, the factor the training loss applied to the logits, and ``link``, ``sigmoid`` (BCE) or
+    ``softmax`` (CE), are recorded in the config (``bcos.handle.record_probabilities``): the trained
+    probabilities are ``link(logit_scale * logits)``, what ``bcos.load(folder).probabilities`` gives.
     """
     folder = Path(folder)
-    model.config.logit_scale = float(logit_scale)
+    record_probabilities(model.config, logit_scale, link)
     partial = folder.with_name(folder.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
     model.save_pretrained(partial)
@@ -29,6 +31,12 @@ def export_hf(model: nn.Module, tokenizer, folder: str | Path, logit_scale: floa
     shutil.rmtree(folder, ignore_errors=True)
     partial.rename(folder)
     return folder
+
+
+def export_module(module: LightningModule, tokenizer, folder: str | Path) -> Path:
+    """:func:`export_hf` of a LightningModule's ``.model`` with the logit scale and link function it trains with."""
+    return export_hf(module.model, tokenizer, folder, logit_scale=float(getattr(module, "logit_scale", 1.0)),
+                     link=getattr(module, "link", "softmax"))
 
 
 class HFExport(Callback):
@@ -85,5 +93,4 @@ class HFExport(Callback):
         if trainer.is_global_zero:
             tokenizer = getattr(trainer.datamodule, "tokenizer", None) or load_tokenizer(
                 pl_module.hparams.model_name_or_path)
-            scale = float(getattr(pl_module, "logit_scale", 1.0))
-            export_hf(pl_module.model, tokenizer, self.export_dir(trainer), logit_scale=scale)
+            export_module(pl_module, tokenizer, self.export_dir(trainer))

@@ -170,6 +170,13 @@ def test_lightning_resumes_the_ramp_from_a_checkpoint_and_after_its_end(tiny, tm
     module, trainer, completed = fit(10, ckpt_path=tmp_path / "step8.ckpt")  # the checkpoint holds the final form
     assert trainer.global_step == 10 and completed == [6, 6]
     assert [name for name, _ in module.named_parameters() if name.endswith("bias")] == []
+    with pytest.raises(ValueError, match=r"step3.ckpt was saved in the middle of an annealed B-cos conversion "
+                                         r"\(step 2 of 6\): it is not yet a B-cos model"):
+        bcos.load(tmp_path / "step3.ckpt")
+    handle = bcos.load(tmp_path / "step10.ckpt")  # after the ramp: a plain B-cos model, rebuilt without Lightning
+    ids = torch.tensor([[101, 2204, 2143, 102]])
+    module.eval()
+    torch.testing.assert_close(handle.model(input_ids=ids).logits, module(ids), rtol=0, atol=0)
     reloaded = SequenceClassifier.load_from_checkpoint(tmp_path / "step10.ckpt", weights_only=True)
     assert reloaded.annealing.finished and annealing_progress(reloaded.model) is None
     state, expected = reloaded.state_dict(), module.state_dict()

@@ -14,10 +14,10 @@ import torch
 
 import bcos
 from bcos.evaluate import load_classifier
-from bcos.evaluate.cli import main
+from bcos.cli.evaluate import main
 from bcos.explain import get_explainer, tokenizer_special_ids
 from bcos.metrics import build_seqpg_instances, erasure_metrics, plausibility, pointing_game, special_affixes
-from lightning_modules import SequenceClassifier, export_hf
+from lightning_modules import SequenceClassifier, export_hf, export_module
 from test_faithfulness_callback import train_tiny
 from test_training import make_tiny_model, write_tiny_data
 
@@ -39,7 +39,7 @@ def tiny(tmp_path_factory) -> dict[str, Path]:
     base = make_tiny_model(root / "base")
     module = train_tiny(base, data, root / "cache")
     module.trainer.save_checkpoint(root / "bcos.ckpt")
-    export_hf(module.model, bcos.load_tokenizer(str(base)), root / "bcos_hf", logit_scale=float(module.logit_scale))
+    export_module(module, bcos.load_tokenizer(str(base)), root / "bcos_hf")
     conventional = train_tiny(base, data, root / "cache", is_bcos=False, steps=20)
     export_hf(conventional.model, bcos.load_tokenizer(str(base)), root / "conventional")
     rows = [json.loads(line) for line in (data / "validation.jsonl").read_text().splitlines()]
@@ -135,20 +135,24 @@ def test_a_decoder_checkpoint_is_refused_with_a_clear_error(tiny, tmp_path):
     from test_causal_lm import make_tiny_decoder
 
     module = CausalLanguageModel(str(make_tiny_decoder(tmp_path / "decoder")), b=1.1)
-    checkpoint = tmp_path / "decoder.ckpt"  # the parts of a Lightning checkpoint the check reads
-    torch.save({"state_dict": module.state_dict(), "hyper_parameters": dict(module.hparams)}, checkpoint)
+    checkpoint = tmp_path / "decoder.ckpt"  # the parts of a Lightning checkpoint the loader reads
+    contents = {"state_dict": module.state_dict(), "hyper_parameters": dict(module.hparams)}
+    module.on_save_checkpoint(contents)
+    torch.save(contents, checkpoint)
     with pytest.raises(ValueError) as error:
-        load_classifier(checkpoint)
-    assert str(error.value) == (f"{checkpoint} is a checkpoint of a language model "
-                                "(lightning_modules.CausalLanguageModel), not of a sequence classifier; pass the run's "
-                                "hf_export/ folder instead, or load it with CausalLanguageModel.load_from_checkpoint")
+        bcos.load(checkpoint, kind="sequence-classification")
+    assert str(error.value) == f"{checkpoint} holds a causal-lm model (LlamaForCausalLM), not a sequence-classification"
+    assert bcos.load(checkpoint).kind == "causal-lm"
 
 
 def test_checkpoints_and_exports_load_with_the_trained_logit_scale(tiny):
-    from_checkpoint, from_export = load_classifier(tiny["bcos"]), load_classifier(tiny["bcos_hf"])
+    from_checkpoint, from_export = bcos.load(tiny["bcos"]), bcos.load(tiny["bcos_hf"])
     assert from_checkpoint.is_bcos and from_export.is_bcos
     assert from_export.logit_scale == from_checkpoint.logit_scale == pytest.approx(1e4)  # the B-cos default
-    assert load_classifier(tiny["bcos_hf"], logit_scale=2.0).logit_scale == 2.0
+    assert from_export.link == from_checkpoint.link == "sigmoid"  # trained with BCE
+    assert bcos.load(tiny["bcos_hf"], logit_scale=2.0).logit_scale == 2.0
+    with pytest.warns(DeprecationWarning, match="use bcos.load"):
+        assert load_classifier(tiny["bcos_hf"]).logit_scale == from_export.logit_scale
     ids = torch.tensor([[101, 1037, 2204, 2143, 102], [101, 1037, 11771, 2143, 102]])
     mask = torch.ones_like(ids)
     torch.testing.assert_close(from_export.predict_proba(ids, mask), from_checkpoint.predict_proba(ids, mask))
@@ -176,6 +180,6 @@ def test_bad_inputs_fail_with_a_clear_error(tiny, tmp_path, capsys, change, mess
 
 
 def test_the_command_does_not_import_lightning():
-    code = "import sys, bcos.evaluate.cli; print(sorted(m for m in sys.modules if m.startswith('lightning')))"
+    code = "import sys, bcos.cli.evaluate; print(sorted(m for m in sys.modules if m.startswith('lightning')))"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"

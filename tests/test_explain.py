@@ -4,15 +4,11 @@ import torch
 from captum.attr import LayerGradientXActivation
 
 import bcos
-from tiny_models import DECODERS, tiny_batch, tiny_model
+from bcos.kinds import kind_of_class
+from tiny_models import ARCHITECTURES, DECODERS, tiny_batch, tiny_model
 
-HEADS = [
-    ("bert", "BertForSequenceClassification"), ("bert", "BertForMaskedLM"),
-    ("roberta", "RobertaForSequenceClassification"), ("roberta", "RobertaForMaskedLM"),
-    ("distilbert", "DistilBertForSequenceClassification"), ("distilbert", "DistilBertForMaskedLM"),
-    ("gpt2", "GPT2LMHeadModel"), ("gpt2", "GPT2ForSequenceClassification"),
-    ("llama", "LlamaForCausalLM"), ("llama", "LlamaForSequenceClassification"),
-]
+#: every supported model with a head (base models have no logits to explain)
+HEADS = [(model_type, name) for model_type, name in ARCHITECTURES if kind_of_class(name) is not None]
 
 
 BLOCK_INPUT_MODULES = {"bert": "embeddings", "roberta": "embeddings", "distilbert": "embeddings",

@@ -14,7 +14,7 @@ import transformers
 
 import bcos
 from bcos.explain import get_explainer
-from bcos.explain.cli import main
+from bcos.cli.explain import main
 from test_faithfulness_callback import train_tiny
 from test_training import make_tiny_model, write_tiny_data
 from test_viz import PNG_SIGNATURE, parse
@@ -145,7 +145,7 @@ def test_files_words_and_png(models, tmp_path):
 
 @pytest.mark.parametrize("change,message", [
     ({"--model": "runs/missing/hf_export"}, "model not found: runs/missing/hf_export (expected a Hugging Face model "
-     "folder, e.g. a training run's hf_export/, or a Lightning .ckpt file)"),
+     "folder, e.g. a training run's hf_export/, a Lightning .ckpt file, or a hub id)"),
     ({"--text": "   "}, "empty input: a --text is empty; give the text to explain"),
     ({"--text": None, "--file": "EMPTY"}, "empty input: EMPTY has no text; write one text per line"),
     ({"--text": None, "--file": "missing.txt"}, "input file not found: missing.txt"),

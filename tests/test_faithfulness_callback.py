@@ -19,7 +19,7 @@ import train
 from callbacks import FaithfulnessCallback
 from callbacks.faithfulness import custom_scalars_layout
 from datamodules import TextClassificationDataModule
-from lightning_modules import SequenceClassifier, export_hf
+from lightning_modules import SequenceClassifier, export_hf, export_module
 from test_train_cli import tiny_config
 from test_training import make_tiny_model, write_tiny_data
 
@@ -58,7 +58,7 @@ def tiny(tmp_path_factory) -> dict[str, Path]:
     tokenizer = bcos.load_tokenizer(str(base))
     reference = train_tiny(base, data, root / "cache", is_bcos=False, steps=20)
     model = train_tiny(base, data, root / "cache")
-    return {"model": export_hf(model.model, tokenizer, root / "model", logit_scale=float(model.logit_scale)),
+    return {"model": export_module(model, tokenizer, root / "model"),
             "reference": export_hf(reference.model, tokenizer, root / "reference"), "data": data,
             "cache": root / "cache"}
 

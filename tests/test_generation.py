@@ -7,11 +7,12 @@ import torch
 
 import bcos
 from bcos.explain import explain_positions, generate_explained, get_explainer
-from tiny_models import tiny_batch, tiny_model
+from bcos.kinds import kind_of_class
+from tiny_models import ARCHITECTURES, tiny_batch, tiny_model
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
-DECODERS = [("gpt2", "GPT2LMHeadModel"), ("llama", "LlamaForCausalLM")]
+DECODERS = [(model_type, name) for model_type, name in ARCHITECTURES if kind_of_class(name) == "causal-lm"]
 
 
 def bcos_decoder(model_type: str, class_name: str):

@@ -14,8 +14,8 @@ import torch
 import transformers
 
 import bcos
+from bcos.cli.evaluate_lm import main as evaluate_lm
 from bcos.evaluate.lm import encode_pairs, evidence_alignment, read_pairs, suite_files
-from bcos.evaluate.lm.cli import main as evaluate_lm
 from bcos.evaluate.lm.pairs import select_files
 from bcos.explain.registry import EXPLAINERS
 from bcos.evaluate.lm.scoring import random_reciprocal_rank
@@ -129,10 +129,10 @@ class _Stop(Exception):
 
 
 def test_cli_usage_errors_come_before_loading_models(two_suites, tmp_path, monkeypatch, capsys):
-    def no_loading(path):
+    def no_loading(path, **kwargs):
         raise AssertionError("a model was loaded before the arguments were checked")
 
-    monkeypatch.setattr("bcos.evaluate.lm.cli.load_language_model", no_loading)
+    monkeypatch.setattr("bcos.cli.evaluate_lm.load", no_loading)
     known = ", ".join(EXPLAINERS)
     for extra, message in (
             (["--subsets", "x"], "unknown subsets ['x']: in none of the suites blimp, ioi; available: blimp/a, "
@@ -154,8 +154,8 @@ def test_cli_subsets_and_method_params_reach_the_evaluation(two_suites, tmp_path
         seen.update(files=files, params=params)
         raise _Stop
 
-    monkeypatch.setattr("bcos.evaluate.lm.cli.load_language_model", lambda path: object())
-    monkeypatch.setattr("bcos.evaluate.lm.cli.evaluate_pairs", evaluate)
+    monkeypatch.setattr("bcos.cli.evaluate_lm.load", lambda path, **kwargs: object())
+    monkeypatch.setattr("bcos.cli.evaluate_lm.evaluate_pairs", evaluate)
     with pytest.raises(_Stop):
         evaluate_lm(["--original", "m", "--out", str(tmp_path / "out"), "--subsets", "b",
                      "--method-params", '{"integrated_gradients": {"internal_batch_size": 2}, "occlusion": {"x": 1}}'])
@@ -193,6 +193,29 @@ def trained(tmp_path_factory) -> tuple[Path, Path, list[float]]:
     return model_dir, root / "bcos", losses
 
 
+def assert_competence_recomputed(results: dict, name: str, folder: Path, tokenizer, subsets=BLIMP_SUBSETS) -> None:
+    """The pooled competence row of model ``name`` equals accuracy and probability gap recomputed pair by pair from
+    the model's own logits (one unpadded prefix at a time)."""
+    model = bcos.load_model(str(folder), task="causal-lm").eval()
+    correct, gaps = [], []
+    for subset in subsets:
+        for row in read_pairs(SHARED_DATA / "blimp" / f"{subset}.jsonl", ROWS):
+            target = tokenizer(" " + row["target"])["input_ids"][0]
+            foil = tokenizer(" " + row["foil"])["input_ids"][0]
+            words = row["prefix"].split()
+            if not row["evidence"] or len(set(row["evidence"])) == len(words) or target == foil:
+                continue
+            with torch.no_grad():
+                logits = model(input_ids=torch.tensor([tokenizer(row["prefix"])["input_ids"]])).logits[0, -1]
+            probabilities = torch.softmax(logits.double(), -1)
+            correct.append(float(probabilities[target] > probabilities[foil]))
+            gaps.append(float(probabilities[target] - probabilities[foil]))
+    row = next(r for r in results["competence"] if r["model"] == name and r["subset"] == "all")
+    assert row["n_pairs"] == len(correct) > 0
+    assert row["accuracy"] == pytest.approx(sum(correct) / len(correct))
+    assert row["probability_gap"] == pytest.approx(sum(gaps) / len(gaps), abs=1e-6)
+
+
 def test_a_trained_tiny_bcos_decoder_is_evaluated_on_blimp(trained, tmp_path, monkeypatch):
     original_dir, bcos_dir, losses = trained
     assert losses[1] < losses[0] - 0.5, losses  # the loss fell
@@ -218,24 +241,7 @@ def test_a_trained_tiny_bcos_decoder_is_evaluated_on_blimp(trained, tmp_path, mo
 
     # competence: recomputed here from the models' own logits, pair by pair
     for name, folder in (("original", original_dir), ("bcos", bcos_dir)):
-        model = bcos.load_model(str(folder), task="causal-lm").eval()
-        correct, gaps = [], []
-        for subset in BLIMP_SUBSETS:
-            for row in read_pairs(SHARED_DATA / "blimp" / f"{subset}.jsonl", ROWS):
-                target = tokenizer(" " + row["target"])["input_ids"][0]
-                foil = tokenizer(" " + row["foil"])["input_ids"][0]
-                words = row["prefix"].split()
-                if not row["evidence"] or len(set(row["evidence"])) == len(words) or target == foil:
-                    continue
-                with torch.no_grad():
-                    logits = model(input_ids=torch.tensor([tokenizer(row["prefix"])["input_ids"]])).logits[0, -1]
-                probabilities = torch.softmax(logits.double(), -1)
-                correct.append(float(probabilities[target] > probabilities[foil]))
-                gaps.append(float(probabilities[target] - probabilities[foil]))
-        row = next(r for r in results["competence"] if r["model"] == name and r["subset"] == "all")
-        assert row["n_pairs"] == len(correct) > 0
-        assert row["accuracy"] == pytest.approx(sum(correct) / len(correct))
-        assert row["probability_gap"] == pytest.approx(sum(gaps) / len(gaps), abs=1e-6)
+        assert_competence_recomputed(results, name, folder, tokenizer)
 
     # alignment: one row per method and subset on the right model, scores in range and not constant
     alignment = [row for row in results["alignment"] if row["subset"] != "all"]
@@ -251,3 +257,20 @@ def test_a_trained_tiny_bcos_decoder_is_evaluated_on_blimp(trained, tmp_path, mo
     assert any(row["evidence_share_pairs"] > 0 for row in alignment)
     assert "| share pairs |" in (tmp_path / "out" / "results.md").read_text()
     assert len({round(row["mrr"], 6) for row in alignment}) > 3
+
+
+def test_the_original_may_be_a_decoder_family_without_a_bcos_adapter(tmp_path, monkeypatch):
+    """A conventional Qwen2 (no adapter in bcosify) is scored and explained by the post-hoc methods."""
+    if not (SHARED_DATA / "blimp").is_dir():
+        pytest.skip(f"no BLiMP data at {SHARED_DATA / 'blimp'} (set BCOS_DATA_DIR)")
+    original = make_tiny_decoder(tmp_path / "qwen2", "qwen2")
+    monkeypatch.setenv("BCOS_DATA_DIR", str(SHARED_DATA))
+    results = evaluate_lm(["--original", str(original), "--suites", "blimp", "--subsets", BLIMP_SUBSETS[0],
+                           "--max-rows", str(ROWS), "--methods", "input_x_gradient,occlusion", "--batch-size", "5",
+                           "--out", str(tmp_path / "out"), "--no-progress"])
+    assert_competence_recomputed(results, "original", original, transformers.AutoTokenizer.from_pretrained(original),
+                                 BLIMP_SUBSETS[:1])
+    alignment = [row for row in results["alignment"] if row["subset"] != "all"]
+    assert {(row["model"], row["method"]) for row in alignment} == {
+        ("-", "random"), ("original", "input_x_gradient"), ("original", "occlusion")}
+    assert all(0 < row["mrr"] <= 1 for row in alignment)

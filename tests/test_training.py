@@ -14,7 +14,7 @@ import transformers
 
 import bcos
 from datamodules import TextClassificationDataModule
-from lightning_modules import SequenceClassifier, export_hf
+from lightning_modules import SequenceClassifier, export_module
 from lightning_modules.optim import linear_warmup_decay
 
 MINILM = "sentence-transformers/all-MiniLM-L6-v2"
@@ -160,7 +160,7 @@ def test_export_reloads_with_identical_logits(tiny, tmp_path):
     tokenizer = bcos.load_tokenizer(str(tiny["model"]))
     for bcos_flag, loader in ((True, bcos.load_pretrained), (False, bcos.load_model)):
         module = SequenceClassifier(str(tiny["model"]), num_labels=2, bcos=bcos_flag, logit_scale=300.0).eval()
-        folder = export_hf(module.model, tokenizer, tmp_path / f"export-{bcos_flag}", module.logit_scale.item())
+        folder = export_module(module, tokenizer, tmp_path / f"export-{bcos_flag}")
         reloaded = loader(str(folder)).eval()
         assert (getattr(reloaded.config, "bcos", None) is not None) == bcos_flag
         assert reloaded.config.logit_scale == pytest.approx(300.0)

@@ -98,6 +98,8 @@ class FadedActivation(nn.Module):
 
 
 ANNEALED_MODULES = (AnnealedLinear, AnnealedLayerNorm, FadedActivation)
+#: the entry of a Lightning checkpoint that holds ``BcosAnnealing.state_dict()``
+CHECKPOINT_KEY = "bcos_annealing"
 
 
 def annealed_modules(model: nn.Module) -> Iterator[tuple[str, nn.Module]]:

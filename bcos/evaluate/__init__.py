@@ -3,13 +3,25 @@ plausibility of every explanation method on a dataset split, as a library and as
 
     python -m bcos.evaluate --bcos <B-cos model> --conventional <conventional model> --dataset sst2 --out results/
 
-:mod:`.core` scores methods on tokenised examples (also used by the training callback), :mod:`.models` loads
-trained classifiers, :mod:`.data` reads JSONL splits, :mod:`.report` writes the table, :mod:`.cli` is the command.
-Importing this package does not import Lightning (only loading a ``.ckpt`` does).
+:mod:`.core` scores methods on tokenised examples of a loaded model (a :class:`bcos.Model`; also used by the
+training callback), :mod:`.data` reads JSONL splits, :mod:`.report` writes the table; the command is
+:mod:`bcos.cli.evaluate`.
+Importing this package does not import Lightning.
 """
-from .core import (METRICS, PLAUSIBILITY_SCORES, SCORES, Classifier, Examples, MethodResult, MetricSettings,
-                   accuracy, explain_in_chunks, score_method, seqpg_instances)
+import warnings
+
+from ..handle import Model
+from .core import (METRICS, PLAUSIBILITY_SCORES, SCORES, Examples, MethodResult, MetricSettings, accuracy,
+                   explain_in_chunks, score_method, seqpg_instances)
 from .models import load_classifier
 
-__all__ = ["METRICS", "PLAUSIBILITY_SCORES", "SCORES", "Classifier", "Examples", "MethodResult", "MetricSettings",
-           "accuracy", "explain_in_chunks", "load_classifier", "score_method", "seqpg_instances"]
+__all__ = ["METRICS", "PLAUSIBILITY_SCORES", "SCORES", "Examples", "MethodResult", "MetricSettings", "accuracy",
+           "explain_in_chunks", "load_classifier", "score_method", "seqpg_instances"]
+
+
+def __getattr__(name: str):
+    if name == "Classifier":
+        warnings.warn("bcos.evaluate.Classifier is deprecated: it is bcos.Model (which also holds decoders)",
+                      DeprecationWarning, stacklevel=2)
+        return Model
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

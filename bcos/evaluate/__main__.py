@@ -1,4 +1,4 @@
-"""``python -m bcos.evaluate``: see :mod:`bcos.evaluate.cli`."""
-from .cli import main
+"""``python -m bcos.evaluate``: see :mod:`bcos.cli.evaluate`."""
+from bcos.cli.evaluate import main
 
 main()

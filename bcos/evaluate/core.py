@@ -13,9 +13,9 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 import torch
-from torch import nn
-
-from ..explain import Explainer, get_explainer, tokenizer_special_ids
+from ..explain import Explainer
+from ..handle import Model
+from ..tokens import tokenizer_special_ids
 from ..metrics import (DEFAULT_FRACTIONS, SeqPGInstances, build_seqpg_instances, erasure_metrics, plausibility,
                        pointing_game, special_affixes)
 from ..metrics.erasure import batched_proba
@@ -64,49 +64,6 @@ class Examples:
     def to(self, device: torch.device | str) -> Examples:
         return Examples(*(None if value is None else value.to(device)
                           for value in (getattr(self, f.name) for f in fields(self))))
-
-
-@dataclass
-class Classifier:
-    """A sequence classifier with its tokenizer.
-
-    Attributes:
-        model: a transformers sequence classifier (``model(input_ids=..., attention_mask=...).logits``).
-        tokenizer: its tokenizer (special tokens, [MASK], padding).
-        logit_scale: the probabilities the metrics use are ``softmax(logits · logit_scale)``: the inverse
-            temperature the model was trained with (a B-cos model's logits are small without it).
-        source: where the model came from (for reports).
-    """
-
-    model: nn.Module
-    tokenizer: Any
-    logit_scale: float = 1.0
-    source: str = ""
-
-    @property
-    def is_bcos(self) -> bool:
-        return getattr(self.model.config, "bcos", None) is not None
-
-    @property
-    def device(self) -> torch.device:
-        return next(self.model.parameters()).device
-
-    @torch.no_grad()
-    def predict_proba(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        """``[batch, classes]`` softmax of the scaled logits."""
-        logits = self.model(input_ids=input_ids, attention_mask=attention_mask).logits
-        return (logits.float() * self.logit_scale).softmax(dim=-1)
-
-    def explainer(self, method: str, params: Mapping[str, Any] | None = None) -> Explainer:
-        return get_explainer(method, self.model, self.tokenizer, **(params or {}))
-
-    def erasure_settings(self) -> dict[str, Any]:
-        """[MASK] replacement for tokenizers that have a mask token (encoders), deletion otherwise (decoders)."""
-        tokenizer = self.tokenizer
-        pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-        mode = "replace" if tokenizer.mask_token_id is not None else "delete"
-        return {"mode": mode, "replacement_id": tokenizer.mask_token_id, "pad_token_id": int(pad or 0),
-                "padding_side": tokenizer.padding_side, "special_token_ids": tokenizer_special_ids(tokenizer)}
 
 
 @dataclass
@@ -180,11 +137,11 @@ def explain_in_chunks(explainer: Explainer, input_ids: torch.Tensor, attention_m
     return scores, seconds
 
 
-def seqpg_instances(classifier: Classifier, examples: Examples, settings: MetricSettings) -> SeqPGInstances:
+def seqpg_instances(classifier: Model, examples: Examples, settings: MetricSettings) -> SeqPGInstances:
     """Pointing-game instances of ``classifier`` built from ``examples`` (possibly none)."""
     prefix, suffix = special_affixes(classifier.tokenizer)
     instances = build_seqpg_instances(
-        classifier.predict_proba, examples.input_ids, examples.attention_mask, examples.labels,
+        classifier.predict_softmax, examples.input_ids, examples.attention_mask, examples.labels,
         segment_length=settings.seqpg_segment_length, n_segments=settings.seqpg_segments,
         confidence=settings.seqpg_confidence, prefix_ids=prefix, suffix_ids=suffix,
         special_token_ids=tokenizer_special_ids(classifier.tokenizer), max_instances=settings.seqpg_instances,
@@ -194,7 +151,7 @@ def seqpg_instances(classifier: Classifier, examples: Examples, settings: Metric
     return instances
 
 
-def score_method(classifier: Classifier, explainer: Explainer, examples: Examples, instances: SeqPGInstances | None,
+def score_method(classifier: Model, explainer: Explainer, examples: Examples, instances: SeqPGInstances | None,
                  settings: MetricSettings, progress: Progress | None = None) -> MethodResult:
     """Explain ``examples`` with ``explainer`` and compute ``settings.metrics`` (the pointing game on
     ``instances``, which must come from :func:`seqpg_instances` when "seqpg" is asked for)."""
@@ -204,7 +161,7 @@ def score_method(classifier: Classifier, explainer: Explainer, examples: Example
     recorded: dict[str, Any] = {}
     erasure = [metric for metric in ERASURE if metric in settings.metrics]
     if erasure:
-        results = erasure_metrics(classifier.predict_proba, examples.input_ids, examples.attention_mask, attributions,
+        results = erasure_metrics(classifier.predict_softmax, examples.input_ids, examples.attention_mask, attributions,
                                   metrics=erasure, fractions=settings.fractions,
                                   batch_size=settings.metric_batch_size, **classifier.erasure_settings())
         for metric, result in results.items():
@@ -227,7 +184,7 @@ def score_method(classifier: Classifier, explainer: Explainer, examples: Example
     return MethodResult(scores, seconds / max(len(examples), 1), attributions, n_instances, recorded)
 
 
-def accuracy(classifier: Classifier, examples: Examples, batch_size: int = 128) -> float:
+def accuracy(classifier: Model, examples: Examples, batch_size: int = 128) -> float:
     """Share of ``examples`` whose arg-max class is the gold label."""
-    probabilities = batched_proba(classifier.predict_proba, examples.input_ids, examples.attention_mask, batch_size)
+    probabilities = batched_proba(classifier.predict_softmax, examples.input_ids, examples.attention_mask, batch_size)
     return float((probabilities.argmax(dim=-1) == examples.labels.to(probabilities.device)).float().mean())

@@ -1,4 +1,4 @@
-"""``python -m bcos.explain``: see :mod:`bcos.explain.cli`."""
-from .cli import main
+"""``python -m bcos.explain``: see :mod:`bcos.cli.explain`."""
+from bcos.cli.explain import main
 
 main()

@@ -17,7 +17,12 @@ from typing import ClassVar
 import torch
 from torch import nn
 
-from ..convert.adapters import ADAPTERS
+from ..handle import model_logits
+from ..kinds import is_decoder
+from ..tokens import content_mask, pad_token_id, last_real_token, real_positions, tokenizer_special_ids
+
+__all__ = ["Attribution", "Explainer", "TokenBaselineExplainer", "content_mask", "is_causal", "last_real_token",
+           "real_positions", "tokenizer_special_ids"]
 
 
 @dataclass
@@ -37,36 +42,10 @@ class Attribution:
     foil: torch.Tensor | None = None
 
 
-def content_mask(input_ids: torch.Tensor, attention_mask: torch.Tensor,
-                 special_token_ids: Iterable[int] = ()) -> torch.Tensor:
-    """``[batch, seq]`` bool: real tokens that are not special tokens (what explainers perturb, metrics rank)."""
-    special = torch.isin(input_ids, torch.as_tensor(list(special_token_ids), dtype=input_ids.dtype,
-                                                    device=input_ids.device))
-    return attention_mask.bool() & ~special
-
-
-def tokenizer_special_ids(tokenizer) -> list[int]:
-    """A tokenizer's special-token ids, without [UNK] (an unknown token stands for a word of the text) unless it
-    doubles as another special token (GPT-2's ``<|endoftext|>``)."""
-    roles = {getattr(tokenizer, f"{role}_token_id", None) for role in ("bos", "eos", "pad", "cls", "sep", "mask")}
-    return sorted(i for i in set(tokenizer.all_special_ids) if i != tokenizer.unk_token_id or i in roles)
-
-
-def real_positions(attention_mask: torch.Tensor) -> torch.Tensor:
-    """``[batch, seq]`` position ids counted over real tokens only (left padding does not shift them)."""
-    return (attention_mask.long().cumsum(-1) - 1).clamp_min(0)
-
-
-def last_real_token(attention_mask: torch.Tensor) -> torch.Tensor:
-    """``[batch]`` index of the last attended token of each row (left or right padding)."""
-    arange = torch.arange(attention_mask.shape[-1], device=attention_mask.device)
-    return (attention_mask.bool() * (arange + 1)).argmax(dim=-1)
-
-
 def is_causal(model: nn.Module) -> bool:
-    """Whether ``model`` is a decoder of a supported family (by ``config.model_type``); False otherwise."""
-    adapter = ADAPTERS.get(getattr(getattr(model, "config", None), "model_type", None))
-    return adapter is not None and adapter.causal
+    """Whether ``model`` is of a decoder-only family (:func:`bcos.kinds.is_decoder`, from transformers' model
+    mappings): any decoder transformers can load, with or without a B-cos adapter."""
+    return is_decoder(model)
 
 
 class Explainer(ABC):
@@ -77,7 +56,7 @@ class Explainer(ABC):
         special_token_ids: ids of special tokens ([CLS], [SEP], BOS, ...); methods that perturb tokens never
             perturb them, and IG keeps them in its reference.
         causal: whether the model is a decoder (position ids counted over real tokens, LM logits at the last
-            real token); default: looked up from ``config.model_type``.
+            real token); default: :func:`is_causal`.
 
     Scores come back in the model's floating dtype promoted to at least float32.
     """
@@ -133,13 +112,7 @@ class Explainer(ABC):
                foil: torch.Tensor | None = None) -> torch.Tensor:
         """``[batch, classes]`` logits; for language models those at the last real token. With ``foil`` (``[batch]``
         or one id) every logit minus the foil's, so that column ``target`` is the contrast."""
-        outputs = self.model_outputs(input_ids, attention_mask)
-        logits = getattr(outputs, "logits", outputs)
-        if logits.dim() == 3:
-            if not self.causal:
-                raise ValueError("token-level logits of an encoder (masked LM) need a position; explain a sequence "
-                                 "classifier or a causal language model")
-            logits = logits[torch.arange(logits.shape[0], device=logits.device), last_real_token(attention_mask)]
+        logits = model_logits(self.model, self.causal, input_ids, attention_mask)
         if foil is not None:
             logits = logits - logits.gather(-1, foil.reshape(-1, 1).expand(logits.shape[0], 1))
         return logits
@@ -161,10 +134,7 @@ class TokenBaselineExplainer(Explainer):
                  causal: bool | None = None) -> None:
         super().__init__(model, special_token_ids, causal=causal)
         if baseline_token_id is None:
-            config = getattr(model, "config", None)
-            baseline_token_id = getattr(config, "pad_token_id", None)
-            if baseline_token_id is None:
-                baseline_token_id = getattr(config, "eos_token_id", None)
+            baseline_token_id = pad_token_id(getattr(model, "config", None))
             if baseline_token_id is None:
                 raise ValueError("the model config has neither pad_token_id nor eos_token_id: pass baseline_token_id")
         self.baseline_token_id = int(baseline_token_id)

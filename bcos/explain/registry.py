@@ -1,9 +1,12 @@
 """Explainers by name: ``get_explainer("lime", model, tokenizer, n_samples=100)``."""
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 from torch import nn
+
+from ..handle import Model
 
 from .attention import AttentionExplainer
 from .bcos_explainer import BcosExplainer
@@ -36,3 +39,8 @@ def get_explainer(name: str, model: nn.Module, tokenizer_or_special_ids=None, **
     else:
         special_token_ids = tokenizer_or_special_ids
     return EXPLAINERS[name](model, special_token_ids, **params)
+
+
+def explainer_for(handle: Model, name: str, params: Mapping[str, Any] | None = None) -> Explainer:
+    """The explainer ``name`` for a loaded model (its tokenizer's special tokens), with constructor ``params``."""
+    return get_explainer(name, handle.model, handle.tokenizer, **(params or {}))

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ..explain.protocol import content_mask
+from ..tokens import content_mask
 
 PredictProba = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 """``predict_proba(input_ids [batch, seq], attention_mask [batch, seq]) -> [batch, classes]`` probabilities."""

@@ -15,7 +15,7 @@ from os import PathLike
 
 import torch
 
-from ..explain.protocol import content_mask
+from ..tokens import content_mask
 from .erasure import PredictProba, batched_proba
 
 

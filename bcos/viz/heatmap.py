@@ -8,6 +8,7 @@ import torch
 
 from ..explain.bcos_explanation import Explanation
 from ..explain.words import merge_subwords, token_strings
+from .html import heatmap_fragment
 
 Scores = Sequence[float] | torch.Tensor
 
@@ -75,9 +76,7 @@ class TokenHeatmap:
         return asdict(self)
 
     def _repr_html_(self) -> str:
-        from .html import heatmap_fragment  # notebooks display heatmaps inline
-
-        return heatmap_fragment([self])
+        return heatmap_fragment([self])  # notebooks display heatmaps inline
 
 
 def _floats(scores: Scores) -> list[float]:

@@ -8,9 +8,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from html import escape
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from . import colors
-from .heatmap import TokenHeatmap
+
+if TYPE_CHECKING:  # heatmap.py imports this module to render TokenHeatmap inline
+    from .heatmap import TokenHeatmap
 
 STYLE = """<style>
 .bcos-heatmap { font-family: system-ui, sans-serif; margin: 0 0 1.5em 0; }

@@ -8,8 +8,9 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
+from ...explain import explainer_for
+from ...handle import Model
 from ...metrics.plausibility import nan_mean
-from ..core import Classifier
 from .pairs import encode_pairs, read_pairs
 from .scoring import (competence, contrastive_attributions, evidence_alignment, next_token_log_probs,
                       random_reciprocal_rank)
@@ -17,14 +18,14 @@ from .scoring import (competence, contrastive_attributions, evidence_alignment, 
 ALL = "all"  # the subset name of the rows pooled over a suite's subsets
 
 
-def methods_for(lm: Classifier, methods: Sequence[str], posthoc_on_bcos: bool) -> list[str]:
+def methods_for(lm: Model, methods: Sequence[str], posthoc_on_bcos: bool) -> list[str]:
     """B-cos explains B-cos models only; post-hoc methods explain conventional models (B-cos ones too if asked)."""
     if lm.is_bcos:
         return [m for m in methods if m == "bcos" or posthoc_on_bcos]
     return [m for m in methods if m != "bcos"]
 
 
-def evaluate_pairs(models: Mapping[str, Classifier], files: Mapping[tuple[str, str], Path], methods: Sequence[str],
+def evaluate_pairs(models: Mapping[str, Model], files: Mapping[tuple[str, str], Path], methods: Sequence[str],
                    method_params: Mapping[str, Mapping[str, Any]] | None = None, max_rows: int | None = None,
                    posthoc_on_bcos: bool = False, batch_size: int = 16, progress: bool = True) -> dict[str, Any]:
     """Score every model on every ``(suite, subset) -> file``.
@@ -58,7 +59,7 @@ def evaluate_pairs(models: Mapping[str, Classifier], files: Mapping[tuple[str, s
                 continue
             collect((suite, subset, model_name), competence(next_token_log_probs(lm, pairs, batch_size)))
             for method in methods_for(lm, methods, posthoc_on_bcos):
-                explainer = lm.explainer(method, method_params.get(method))
+                explainer = explainer_for(lm, method, method_params.get(method))
                 with tqdm(total=len(pairs), desc=f"{subset} {model_name} {method}", disable=not progress,
                           leave=False) as bar:
                     scores, spent = contrastive_attributions(explainer, pairs, batch_size, bar.update)

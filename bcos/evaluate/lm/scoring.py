@@ -7,21 +7,20 @@ import math
 import torch
 
 from ...explain import Explainer
-from ...explain.protocol import real_positions
+from ...handle import Model
 from ...metrics.plausibility import word_scores
-from ..core import Classifier
 from .pairs import PairBatch
 
 
 @torch.no_grad()
-def next_token_log_probs(lm: Classifier, pairs: PairBatch, batch_size: int = 32) -> torch.Tensor:
+def next_token_log_probs(lm: Model, pairs: PairBatch, batch_size: int = 32) -> torch.Tensor:
     """``[n, 2]`` log-probabilities of the target and the foil first token after each prefix, under
     ``log_softmax(logits · logit_scale)`` at the last prefix token."""
     out = []
     for start in range(0, len(pairs), batch_size):
         rows = slice(start, start + batch_size)
         ids, mask = pairs.input_ids[rows], pairs.attention_mask[rows]
-        logits = lm.model(input_ids=ids, attention_mask=mask, position_ids=real_positions(mask)).logits[:, -1]
+        logits = lm.logits(ids, mask)
         log_probs = (logits.float() * lm.logit_scale).log_softmax(-1)
         out.append(torch.stack([log_probs.gather(-1, pairs.target[rows, None])[:, 0],
                                 log_probs.gather(-1, pairs.foil[rows, None])[:, 0]], dim=-1))

@@ -24,12 +24,13 @@ import transformers
 from tqdm.auto import tqdm
 
 from .. import __version__
-from ..explain import EXPLAINERS
+from ..explain import EXPLAINERS, explainer_for
+from ..handle import Model
+from ..loader import load
 from ..metrics import DEFAULT_FRACTIONS
-from .core import METRICS, Classifier, MetricSettings, accuracy, score_method, seqpg_instances
-from .data import read_rows, split_file, tokenize_rows
-from .models import load_classifier
-from .report import write_report
+from ..evaluate.core import METRICS, MetricSettings, accuracy, score_method, seqpg_instances
+from ..evaluate.data import read_rows, split_file, tokenize_rows
+from ..evaluate.report import write_report
 
 POSTHOC = tuple(name for name in EXPLAINERS if name != "bcos")
 
@@ -97,13 +98,13 @@ def plan(args: argparse.Namespace) -> list[tuple[str, str]]:
             for role in (["bcos"] if name == "bcos" else posthoc_roles)]
 
 
-def load_models(args: argparse.Namespace) -> dict[str, Classifier]:
+def load_models(args: argparse.Namespace) -> dict[str, Model]:
     """The models by role, checked to be B-cos (``--bcos``) and conventional (``--conventional``)."""
     models = {}
     for role, path, scale in (("bcos", args.bcos, args.bcos_logit_scale),
                               ("conventional", args.conventional, args.conventional_logit_scale)):
         if path:
-            classifier = load_classifier(path, scale)
+            classifier = load(path, kind="sequence-classification", logit_scale=scale)
             if classifier.is_bcos != (role == "bcos"):
                 kind = "a B-cos" if classifier.is_bcos else "a conventional"
                 raise ValueError(f"--{role} {path} holds {kind} model")
@@ -122,7 +123,7 @@ def _explainer_settings(explainer) -> dict[str, Any]:
             if isinstance(value, (bool, int, float, str, tuple, type(None)))}
 
 
-def evaluate(args: argparse.Namespace, runs: list[tuple[str, str]], models: dict[str, Classifier],
+def evaluate(args: argparse.Namespace, runs: list[tuple[str, str]], models: dict[str, Model],
              rows: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Score every ``(method, role)`` of ``runs`` on ``rows``; returns the table rows and the settings summary."""
     settings = MetricSettings(args.metrics, args.fractions, args.seqpg_segment_length, args.seqpg_segments,
@@ -135,7 +136,7 @@ def evaluate(args: argparse.Namespace, runs: list[tuple[str, str]], models: dict
     table, details, explainers = [], {}, {}
     for method, role in runs:
         classifier = models[role]
-        explainer = classifier.explainer(method, args.method_params.get(method))
+        explainer = explainer_for(classifier, method, args.method_params.get(method))
         with tqdm(total=len(rows), desc=f"{method} ({role})", unit="ex") as bar:
             result = score_method(classifier, explainer, examples[role], instances[role], settings, bar.update)
         table.append({"method": method, "model": role, **result.scores,
@@ -146,6 +147,7 @@ def evaluate(args: argparse.Namespace, runs: list[tuple[str, str]], models: dict
     summary = {
         "dataset": args.dataset, "split": args.split, "n_examples": len(rows),
         "models": {role: {"path": model.source, "accuracy": accuracies[role], "logit_scale": model.logit_scale,
+                          "link_function": model.link,
                           "architecture": type(model.model).__name__, "bcos": getattr(model.model.config, "bcos", None)}
                    for role, model in models.items()},
         "settings": {**vars(args), "metric_settings": vars(settings)},

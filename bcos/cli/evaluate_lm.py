@@ -19,12 +19,12 @@ from datetime import datetime, timezone
 import torch
 import transformers
 
-from ... import __version__
-from ...explain.registry import EXPLAINERS
-from ..models import load_language_model
-from .pairs import select_files
-from .report import write_report
-from .run import evaluate_pairs
+from .. import __version__
+from ..explain.registry import EXPLAINERS
+from ..loader import load
+from ..evaluate.lm.pairs import select_files
+from ..evaluate.lm.report import write_report
+from ..evaluate.lm.run import evaluate_pairs
 
 METHODS = ("bcos", "input_x_gradient", "saliency", "integrated_gradients", "occlusion")
 DEFAULT_PARAMS = {"integrated_gradients": {"n_steps": 10}}
@@ -75,7 +75,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
         files = select_files(args.suites, args.subsets)
     except ValueError as error:
         parser().error(str(error))
-    models = {name: load_language_model(path) for name, path in (("original", args.original), ("bcos", args.bcos)) if path}
+    models = {name: load(path, kind="causal-lm") for name, path in (("original", args.original), ("bcos", args.bcos)) if path}
     if "bcos" in models and not models["bcos"].is_bcos:
         parser().error(f"--bcos {args.bcos} is not a saved B-cos model (its config has no 'bcos' entry)")
     results = evaluate_pairs(models, files, args.methods, args.method_params, args.max_rows, args.posthoc_on_bcos,

@@ -5,8 +5,8 @@ scores (JSON).
     python -m bcos.explain --model runs/quickstart/version_0/checkpoints/last.ckpt --file inputs.txt \\
         --methods bcos,integrated_gradients,lime --out heatmaps.png
 
-Models are Hugging Face folders (a training run's ``hf_export/``; sequence classifiers or causal language models)
-or Lightning ``.ckpt`` files of ``lightning_modules.SequenceClassifier``. Classifiers explain the predicted class
+Models are anything :func:`bcos.load` reads: Hugging Face folders (a training run's ``hf_export/``; sequence
+classifiers or causal language models), hub ids, or Lightning ``.ckpt`` files. Classifiers explain the predicted class
 (or ``--target``, a class index or label, or ``all``); causal language models explain the predicted next token (or
 ``--target``, a text that is one token); ``--foil`` makes the explanation contrastive. The JSON next to ``--out``
 holds every heatmap's tokens and scores.
@@ -22,13 +22,13 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from ..evaluate.core import Classifier
-from ..evaluate.models import load_classifier, load_language_model
+from ..handle import Model
+from ..loader import load
 from ..viz import TokenHeatmap, write_html, write_png
 from ..viz.heatmap import likeliest, token_name
-from .protocol import Explainer
-from .registry import EXPLAINERS
-from .words import token_strings
+from ..explain.protocol import Explainer
+from ..explain.registry import EXPLAINERS, explainer_for
+from ..explain.words import token_strings
 
 OUTPUT_SUFFIXES = (".html", ".png")
 
@@ -37,7 +37,7 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m bcos.explain", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--model", type=Path, required=True,
-                   help="a Hugging Face model folder (a run's hf_export/) or a Lightning .ckpt")
+                   help="a Hugging Face model folder (a run's hf_export/), a hub id or a Lightning .ckpt")
     p.add_argument("--text", action="append", default=[], help="a text to explain (repeatable)")
     p.add_argument("--file", type=Path, help="a UTF-8 file of texts to explain, one per line (blank lines skipped)")
     p.add_argument("--out", type=Path, required=True, help="the heatmaps: a .html page or a .png image")
@@ -90,18 +90,7 @@ def read_inputs(texts: Sequence[str], file: Path | None) -> list[str]:
     return inputs
 
 
-def load(path: Path, logit_scale: float | None) -> tuple[Classifier, bool]:
-    """The model at ``path`` with its tokenizer, in eval mode, and whether it is a causal language model: Hugging
-    Face folders whose architecture is one (``*ForCausalLM``, ``*LMHeadModel``) are, anything else is loaded as a
-    sequence classifier (see :func:`bcos.evaluate.load_classifier`)."""
-    config = path / "config.json"
-    architectures = (json.loads(config.read_text()).get("architectures") or []) if config.is_file() else []
-    if not any(name.endswith(("ForCausalLM", "LMHeadModel")) for name in architectures):
-        return load_classifier(path, logit_scale), False
-    return load_language_model(path, logit_scale), True
-
-
-def check_methods(methods: Sequence[str], method_params: dict[str, Any], classifier: Classifier) -> None:
+def check_methods(methods: Sequence[str], method_params: dict[str, Any], classifier: Model) -> None:
     """Raises ValueError for unknown methods (in ``--methods`` or ``--method-params``) and for ``bcos`` on a
     conventional model."""
     unknown = [name for name in [*methods, *method_params] if name not in EXPLAINERS]
@@ -112,19 +101,19 @@ def check_methods(methods: Sequence[str], method_params: dict[str, Any], classif
                          "explain it with post-hoc methods, e.g. --methods integrated_gradients,lime")
 
 
-def build_explainers(classifier: Classifier, methods: Sequence[str],
+def build_explainers(classifier: Model, methods: Sequence[str],
                      method_params: dict[str, Any]) -> dict[str, Explainer]:
     """The explainers by method; raises ValueError naming the method whose parameters it does not take."""
     explainers = {}
     for method in methods:
         try:
-            explainers[method] = classifier.explainer(method, method_params.get(method))
+            explainers[method] = explainer_for(classifier, method, method_params.get(method))
         except TypeError as error:
             raise ValueError(f"--method-params for {method}: {error}") from error
     return explainers
 
 
-def name_classes(classifier: Classifier, labels: list[str], language_model: bool) -> None:
+def name_classes(classifier: Model, labels: list[str], language_model: bool) -> None:
     """Name the classifier's classes ``labels`` (its ``config.id2label``); raises ValueError if they do not fit."""
     if language_model:
         raise ValueError("--labels names the classes of a classifier; a language model's classes are its tokens")
@@ -134,14 +123,14 @@ def name_classes(classifier: Classifier, labels: list[str], language_model: bool
     classifier.model.config.id2label = dict(enumerate(labels))
 
 
-def namer(classifier: Classifier, language_model: bool) -> Callable[[int], str]:
+def namer(classifier: Model, language_model: bool) -> Callable[[int], str]:
     """How classes (``config.id2label``) or vocabulary items (decoded text) are shown."""
     if language_model:
         return lambda item: token_name(classifier.tokenizer, item)
     return lambda item: str(classifier.model.config.id2label.get(item, item))
 
 
-def resolve(value: str | None, flag: str, classifier: Classifier, language_model: bool) -> list[int] | None:
+def resolve(value: str | None, flag: str, classifier: Model, language_model: bool) -> list[int] | None:
     """``--target`` / ``--foil`` as class or vocabulary ids (None when not given; every class for ``--target
     all``); raises ValueError if ``value`` names nothing the model has."""
     if value is None:
@@ -163,7 +152,7 @@ def resolve(value: str | None, flag: str, classifier: Classifier, language_model
     return matches[:1]
 
 
-def explain_text(text: str, classifier: Classifier, explainers: dict[str, Explainer], targets: list[int] | None,
+def explain_text(text: str, classifier: Model, explainers: dict[str, Explainer], targets: list[int] | None,
                  foil: int | None, max_length: int, name: Callable[[int], str], language_model: bool) -> TokenHeatmap:
     """The heatmap of ``text``: one row per method (per method and class when several targets are given); with a
     ``foil``, of the contrast ``logit[target] - logit[foil]``."""
@@ -171,7 +160,7 @@ def explain_text(text: str, classifier: Classifier, explainers: dict[str, Explai
     ids, mask = batch["input_ids"].to(classifier.device), batch["attention_mask"].to(classifier.device)
     with torch.no_grad():
         logits = next(iter(explainers.values())).logits(ids, mask)[0]
-    probabilities = (logits.double() * classifier.logit_scale).softmax(-1)
+    probabilities = classifier.probabilities(logits)
     prediction = int(probabilities.argmax())
     rows = {}
     for method, explainer in explainers.items():
@@ -213,7 +202,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         if args.out.suffix not in OUTPUT_SUFFIXES:
             raise ValueError(f"--out {args.out} must end in .html or .png")
         texts = read_inputs(args.text, args.file)
-        classifier, language_model = load(args.model, args.logit_scale)
+        classifier = load(args.model, logit_scale=args.logit_scale)
+        language_model = classifier.is_causal
         if args.labels is not None:
             name_classes(classifier, args.labels, language_model)
         methods = args.methods or ["bcos" if classifier.is_bcos else "integrated_gradients"]
@@ -231,6 +221,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     heatmaps = [explain_text(text, classifier, explainers, targets, foil_id, args.max_length, name, language_model)
                 for text in tqdm(texts, desc="explaining", unit="text", disable=len(texts) < 2)]
     record = {"model": str(args.model), "methods": methods, "logit_scale": classifier.logit_scale,
+              "link_function": classifier.link,
               "inputs": [heatmap.to_dict() for heatmap in heatmaps]}
     files = write_outputs(heatmaps, args, record, set(classifier.tokenizer.all_special_tokens))
     for path in files:

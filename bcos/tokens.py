@@ -1,0 +1,44 @@
+"""Token-level facts shared by explainers, metrics and data: which tokens are content, where the real tokens
+are, and which id pads."""
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import torch
+
+
+def pad_token_id(tokenizer_or_config) -> int | None:
+    """The padding id of a tokenizer or model config: ``pad_token_id``, else ``eos_token_id`` (decoders without
+    a pad token), else None."""
+    pad = getattr(tokenizer_or_config, "pad_token_id", None)
+    if pad is None:
+        pad = getattr(tokenizer_or_config, "eos_token_id", None)
+    if isinstance(pad, (list, tuple)):
+        pad = pad[0] if pad else None
+    return None if pad is None else int(pad)
+
+
+def content_mask(input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                 special_token_ids: Iterable[int] = ()) -> torch.Tensor:
+    """``[batch, seq]`` bool: real tokens that are not special tokens (what explainers perturb, metrics rank)."""
+    special = torch.isin(input_ids, torch.as_tensor(list(special_token_ids), dtype=input_ids.dtype,
+                                                    device=input_ids.device))
+    return attention_mask.bool() & ~special
+
+
+def tokenizer_special_ids(tokenizer) -> list[int]:
+    """A tokenizer's special-token ids, without [UNK] (an unknown token stands for a word of the text) unless it
+    doubles as another special token (GPT-2's ``<|endoftext|>``)."""
+    roles = {getattr(tokenizer, f"{role}_token_id", None) for role in ("bos", "eos", "pad", "cls", "sep", "mask")}
+    return sorted(i for i in set(tokenizer.all_special_ids) if i != tokenizer.unk_token_id or i in roles)
+
+
+def real_positions(attention_mask: torch.Tensor) -> torch.Tensor:
+    """``[batch, seq]`` position ids counted over real tokens only (left padding does not shift them)."""
+    return (attention_mask.long().cumsum(-1) - 1).clamp_min(0)
+
+
+def last_real_token(attention_mask: torch.Tensor) -> torch.Tensor:
+    """``[batch]`` index of the last attended token of each row (left or right padding)."""
+    arange = torch.arange(attention_mask.shape[-1], device=attention_mask.device)
+    return (attention_mask.bool() * (arange + 1)).argmax(dim=-1)
