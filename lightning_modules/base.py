@@ -23,6 +23,15 @@ MODEL_OPTION_KEYS = ("bcos", "b", "layer_b", "normalize_weights", "remove_biases
                      "anneal_steps", "logit_scale", "learn_logit_scale")
 
 
+def check_anneal_steps(anneal_steps: int | float) -> None:
+    """``anneal_steps`` is a number of steps (an int >= 0; 0: convert at once) or a fraction of the training
+    steps (a float in (0, 1))."""
+    is_steps = isinstance(anneal_steps, int) and not isinstance(anneal_steps, bool) and anneal_steps >= 0
+    if not (is_steps or (isinstance(anneal_steps, float) and 0 < anneal_steps < 1)):
+        raise ValueError(f"anneal_steps must be a number of steps (an int >= 0) or a fraction of the training steps "
+                         f"(a float in (0, 1)), got {anneal_steps!r}")
+
+
 def _state_dict_difference(expected: Mapping[str, torch.Tensor], given: Mapping[str, Any]) -> str:
     missing = sorted(set(expected) - set(given))
     unexpected = sorted(set(given) - set(expected))
@@ -66,8 +75,9 @@ class BcosModule(LightningModule):
             raise ValueError(f"{hp.model_name_or_path!r} is a saved B-cos model but bcos=False was configured")
         if hp.bcos and not saved_bcos:
             options = {f.name: hp[f.name] for f in fields(BcosOptions) if f.name in hp}
-            if hp.get("anneal_steps"):
-                self.annealing = BcosAnnealing(model, hp.anneal_steps, **options)
+            if hp.get("anneal_steps"):  # a fraction gets its length in optimizer_for, once training's is known
+                steps = hp.anneal_steps if isinstance(hp.anneal_steps, int) else 1
+                self.annealing = BcosAnnealing(model, steps, **options)
             else:
                 bcosify(model, **options)
         return model
@@ -147,8 +157,11 @@ class BcosModule(LightningModule):
         return self.optimizer_for(int(self.trainer.estimated_stepping_batches))
 
     def optimizer_for(self, total_steps: int) -> dict:
-        """AdamW and its warm-up/decay schedule over ``total_steps`` (the ``configure_optimizers`` answer)."""
+        """AdamW and its warm-up/decay schedule over ``total_steps`` (the ``configure_optimizers`` answer); an
+        ``anneal_steps`` fraction that has not started becomes its share of ``total_steps``."""
         hp = self.hparams
+        if self.annealing is not None and isinstance(hp.anneal_steps, float) and self.annealing.completed == 0:
+            self.annealing.set_length(max(1, round(hp.anneal_steps * total_steps)))
         extra = {"log_logit_scale": {"lr": hp.logit_scale_lr}} if hp.learn_logit_scale else None
         return adamw_with_linear_schedule(parameter_groups(self, hp.weight_decay, extra), hp.learning_rate,
                                           hp.warmup_fraction, total_steps)

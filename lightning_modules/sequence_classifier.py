@@ -7,7 +7,7 @@ from torch import nn
 from torchmetrics import MeanMetric, SumMetric
 from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 
-from lightning_modules.base import BcosModule
+from lightning_modules.base import BcosModule, check_anneal_steps
 from lightning_modules.optim import AUTO_LOGIT_SCALE
 
 LOSSES = ("bce", "ce")
@@ -27,8 +27,9 @@ class SequenceClassifier(BcosModule):
         num_labels: number of classes; taken from the datamodule when None.
         bcos: convert the model with ``bcos.bcosify``; the next five arguments are its options.
         b, layer_b, normalize_weights, remove_biases, keep_head_activations: see ``bcos.BcosOptions``.
-        anneal_steps: convert gradually over this many optimizer steps with ``bcos.BcosAnnealing`` (from the
-            pre-trained function at step 0 to exactly ``bcosify``'s model at the end); 0 converts at once.
+        anneal_steps: convert gradually with ``bcos.BcosAnnealing`` (from the pre-trained function at step 0 to
+            exactly ``bcosify``'s model at the end) over this many optimizer steps (an int; 0 converts at once) or
+            this fraction of the training steps (a float in (0, 1)).
         loss: ``"bce"`` (binary cross-entropy on one-hot targets; default for B-cos) or ``"ce"``
             (cross-entropy; default for conventional models).
         logit_scale: the loss and the predicted probabilities see the logits times this factor, an inverse
@@ -53,7 +54,7 @@ class SequenceClassifier(BcosModule):
         normalize_weights: bool = True,
         remove_biases: bool = True,
         keep_head_activations: bool = False,
-        anneal_steps: int = 0,
+        anneal_steps: int | float = 0,
         loss: str | None = None,
         logit_scale: float | str | None = None,
         learn_logit_scale: bool = False,
@@ -65,6 +66,7 @@ class SequenceClassifier(BcosModule):
         super().__init__()
         if loss not in (None, *LOSSES):
             raise ValueError(f"loss must be one of {LOSSES} (or None for the default), got {loss!r}")
+        check_anneal_steps(anneal_steps)
         default_scale = AUTO_LOGIT_SCALE if bcos else 1.0
         self.register_logit_scale(default_scale if logit_scale is None else logit_scale, learn_logit_scale)
         self.save_hyperparameters()

@@ -88,9 +88,11 @@ def test_a_saved_state_continues_the_ramp_at_the_same_point():
     resumed.load_state_dict(annealing.state_dict())
     assert resumed.progress == 0.6
     torch.testing.assert_close(model_output(fresh, ids, mask), model_output(model, ids, mask), rtol=0, atol=0)
-    with pytest.raises(ValueError, match="the saved annealing ramp has 5 steps, this one 4"):
-        bcos.BcosAnnealing(tiny_model("llama", "LlamaForSequenceClassification"), steps=4).load_state_dict(
-            annealing.state_dict())
+    other_length = bcos.BcosAnnealing(tiny_model("llama", "LlamaForSequenceClassification"), steps=4, b=2.0)
+    other_length.load_state_dict(annealing.state_dict())  # the saved ramp continues, with its own length
+    assert (other_length.steps, other_length.completed) == (5, 3)
+    with pytest.raises(ValueError, match="the ramp has already started"):
+        other_length.set_length(8)
     run_steps(annealing, 2)
     resumed.load_state_dict(annealing.state_dict())  # a finished state: the final model
     assert resumed.finished and annealing_progress(fresh) is None
@@ -181,3 +183,16 @@ def test_lightning_resumes_the_ramp_from_a_checkpoint_and_after_its_end(tiny, tm
     assert reloaded.annealing.finished and annealing_progress(reloaded.model) is None
     state, expected = reloaded.state_dict(), module.state_dict()
     assert list(state) == list(expected) and all(torch.equal(state[k], expected[k]) for k in state)
+
+
+def test_anneal_steps_as_a_fraction_of_training_and_bad_values(tiny):  # noqa: F811
+    module = SequenceClassifier(str(tiny["model"]), num_labels=2, b=1.5, anneal_steps=0.25)
+    module.optimizer_for(10)
+    assert (module.annealing.steps, module.annealing.completed) == (2, 0)  # round(0.25 * 10)
+    module.advance_annealing(1, [])
+    module.optimizer_for(100)  # started: the length stays
+    assert module.annealing.steps == 2
+    for bad in (-1, 1.5, 0.0, True, "10"):
+        with pytest.raises(ValueError, match=r"^anneal_steps must be a number of steps \(an int >= 0\) or a fraction "
+                                             rf"of the training steps \(a float in \(0, 1\)\), got {bad!r}$"):
+            SequenceClassifier(str(tiny["model"]), num_labels=2, anneal_steps=bad)

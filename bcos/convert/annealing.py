@@ -216,17 +216,24 @@ class BcosAnnealing:
             raise ValueError(f"progress must be in [0, 1], got {progress}")
         return self._Preview(self, progress)
 
+    def set_length(self, steps: int) -> None:
+        """Sets the number of steps of a ramp that has not started yet (e.g. once the length of training is known)."""
+        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+            raise ValueError(f"steps must be a positive int, got {steps!r}")
+        if self.completed or self.finished:
+            raise ValueError(f"the ramp has already started ({self.completed} of {self.steps} steps); its length is fixed")
+        self.steps = steps
+
     def state_dict(self) -> dict[str, int]:
         return {"completed": self.completed, "steps": self.steps}
 
     def load_state_dict(self, state: dict[str, int]) -> None:
-        """Continue from ``state`` (from :meth:`state_dict`) on a model built by the same annealing."""
-        if state["steps"] != self.steps:
-            raise ValueError(f"the saved annealing ramp has {state['steps']} steps, this one {self.steps}")
-        if self.finished and state["completed"] < self.steps:
+        """Continue the saved ramp (``state`` from :meth:`state_dict`, its length included) on a model built by the
+        same annealing."""
+        if self.finished and annealing_progress(self.model) is None and state["completed"] < state["steps"]:
             raise ValueError("this model has already finished its annealing; it cannot go back to step "
                              f"{state['completed']}")
-        self.completed = int(state["completed"])
+        self.steps, self.completed = int(state["steps"]), int(state["completed"])
         if self.finished:
             if annealing_progress(self.model) is not None:
                 self._finalize()
