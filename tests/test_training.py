@@ -136,18 +136,18 @@ def test_checkpoint_reloads_and_other_architectures_fail_clearly(tiny, tmp_path)
     assert reloaded.hparams.num_labels == 2
     torch.testing.assert_close(reloaded(ids), module(ids), rtol=0, atol=0)
 
-    with pytest.raises(ValueError, match=r"checkpoint holds B-cos \(b=2.0\) BertForSequenceClassification from "
+    with pytest.raises(ValueError, match=r"checkpoint holds B-cos \(b=1.5\) BertForSequenceClassification from "
                                          r"'.*/model', 2 labels, which does not fit the configured conventional "
                                          r"BertForSequenceClassification from '.*/model', 2 labels: 19 keys of the "
                                          r"configured model missing from the checkpoint \(e.g. model.bert.embeddings"
                                          r".LayerNorm.bias"):
         SequenceClassifier.load_from_checkpoint(path, bcos=False)
-    other_b = SequenceClassifier(str(tiny["model"]), num_labels=2, b=1.5)
-    with pytest.warns(UserWarning, match=r"trained with other model options: b=2.0 \(configured 1.5\)"):
+    other_b = SequenceClassifier(str(tiny["model"]), num_labels=2, b=2.0)
+    with pytest.warns(UserWarning, match=r"trained with other model options: b=1.5 \(configured 2.0\)"):
         trainer().validate(other_b, datamodule(tiny), ckpt_path=path, verbose=False)
 
     wider = make_tiny_model(tmp_path / "wider", hidden_size=48)
-    with pytest.raises(ValueError, match=r"'.*/model', 2 labels, which does not fit the configured B-cos \(b=2.0\) "
+    with pytest.raises(ValueError, match=r"'.*/model', 2 labels, which does not fit the configured B-cos \(b=1.5\) "
                                          r"BertForSequenceClassification from '.*/wider', 2 labels: .* tensors of "
                                          r"another shape \(checkpoint vs configured\) \(e.g. "
                                          r"model.bert.embeddings.LayerNorm.weight \(32,\) vs \(48,\)"):
