@@ -11,7 +11,6 @@ import torch
 import transformers
 from huggingface_hub.errors import HFValidationError
 
-from .convert.annealing import CHECKPOINT_KEY as ANNEALING_KEY
 from .handle import Model, recorded_probabilities
 from .hub import build_model, load_model, load_tokenizer, load_weights, resolve_pretrained
 from .kinds import KINDS, Kind, kind_of
@@ -103,11 +102,6 @@ def _from_checkpoint(path: Path) -> tuple[torch.nn.Module, str, float | None]:
         raise ValueError(f"{path} holds no transformers config ({CHECKPOINT_CONFIG_KEY!r}) or no model_name_or_path "
                          "hyperparameter: it was not written by this project's LightningModules (or by an older "
                          "version); pass the run's hf_export/ folder instead")
-    annealing = checkpoint.get(ANNEALING_KEY)
-    if annealing is not None and annealing["completed"] < annealing["steps"]:
-        raise ValueError(f"{path} was saved in the middle of an annealed B-cos conversion (step "
-                         f"{annealing['completed']} of {annealing['steps']}): it is not yet a B-cos model. Resume "
-                         "its training, or load a checkpoint from after the ramp or the run's hf_export/ folder")
     config_dict = dict(config_dict)
     config = transformers.AutoConfig.for_model(config_dict.pop("model_type"), **config_dict)
     state = {key.removeprefix(CHECKPOINT_MODEL_PREFIX): tensor for key, tensor in checkpoint["state_dict"].items()

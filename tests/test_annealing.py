@@ -11,7 +11,7 @@ from torch import nn
 import bcos
 from bcos.convert import annealing_progress
 from bcos.nn import BcosLinear
-from lightning_modules import SequenceClassifier
+from lightning_modules import SequenceClassifier, export_hf
 from lightning_modules.optim import first_batch_log_scale
 from test_bcosify import model_output
 from test_training import datamodule, tiny  # noqa: F401  (fixture)
@@ -50,6 +50,15 @@ def test_step_0_is_the_original_and_the_end_is_exactly_bcosify(model_type, class
     assert {name: m.b for name, m in model.named_modules() if isinstance(m, BcosLinear)} == \
         {name: m.b for name, m in target.named_modules() if isinstance(m, BcosLinear)}
     torch.testing.assert_close(model_output(model, ids, mask), model_output(target, ids, mask), rtol=0, atol=0)
+
+
+def test_a_model_in_the_middle_of_its_ramp_is_not_exported(tiny, tmp_path):  # noqa: F811
+    module = SequenceClassifier(str(tiny["model"]), num_labels=2, anneal_steps=4)
+    module.advance_annealing(1, [])
+    with pytest.raises(ValueError, match=r"^the model is at 25% of its annealed B-cos conversion, not yet a B-cos "
+                                         r"model: export it once the annealing has ended$"):
+        export_hf(module.model, bcos.load_tokenizer(str(tiny["model"])), tmp_path / "export")
+    assert not (tmp_path / "export").exists()
 
 
 def test_a_kept_bias_target_keeps_biases_and_steps_0_converts_at_once():
@@ -102,7 +111,7 @@ def test_auto_logit_scale_is_one_over_the_rms_of_the_first_batch_logits(tiny):  
     data = datamodule(tiny)
     data.setup()
     batch = next(iter(data.train_dataloader()))
-    module = SequenceClassifier(str(tiny["model"]), num_labels=2, b=1.5)
+    module = SequenceClassifier(str(tiny["model"]), num_labels=2, b=1.5, anneal_steps=0)
     assert module.logit_scale.isnan()  # not set before the first batch
     module.eval()
     with torch.no_grad():
@@ -123,7 +132,7 @@ def test_with_annealing_the_auto_scale_moves_geometrically_from_start_to_end_for
     torch.manual_seed(0)
     module = SequenceClassifier(str(tiny["model"]), num_labels=2, b=2.0, anneal_steps=4)
     torch.manual_seed(0)
-    direct = SequenceClassifier(str(tiny["model"]), num_labels=2, b=2.0)
+    direct = SequenceClassifier(str(tiny["model"]), num_labels=2, b=2.0, anneal_steps=0)
     torch.manual_seed(0)
     original = SequenceClassifier(str(tiny["model"]), num_labels=2, bcos=False)
     for each in (direct, original):
@@ -172,8 +181,8 @@ def test_lightning_resumes_the_ramp_from_a_checkpoint_and_after_its_end(tiny, tm
     module, trainer, completed = fit(10, ckpt_path=tmp_path / "step8.ckpt")  # the checkpoint holds the final form
     assert trainer.global_step == 10 and completed == [6, 6]
     assert [name for name, _ in module.named_parameters() if name.endswith("bias")] == []
-    with pytest.raises(ValueError, match=r"step3.ckpt was saved in the middle of an annealed B-cos conversion "
-                                         r"\(step 2 of 6\): it is not yet a B-cos model"):
+    with pytest.raises(ValueError, match=r"saved in the middle of its annealed B-cos conversion \(step 2 of 6\): it "
+                                         r"is not yet a B-cos model"):
         bcos.load(tmp_path / "step3.ckpt")
     handle = bcos.load(tmp_path / "step10.ckpt")  # after the ramp: a plain B-cos model, rebuilt without Lightning
     ids = torch.tensor([[101, 2204, 2143, 102]])

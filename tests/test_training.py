@@ -159,7 +159,8 @@ def test_export_reloads_with_identical_logits(tiny, tmp_path):
     mask = (ids != 0).long()
     tokenizer = bcos.load_tokenizer(str(tiny["model"]))
     for bcos_flag, loader in ((True, bcos.load_pretrained), (False, bcos.load_model)):
-        module = SequenceClassifier(str(tiny["model"]), num_labels=2, bcos=bcos_flag, logit_scale=300.0).eval()
+        module = SequenceClassifier(str(tiny["model"]), num_labels=2, bcos=bcos_flag, logit_scale=300.0,
+                                    anneal_steps=0).eval()
         folder = export_module(module, tokenizer, tmp_path / f"export-{bcos_flag}")
         reloaded = loader(str(folder)).eval()
         assert (getattr(reloaded.config, "bcos", None) is not None) == bcos_flag

@@ -156,6 +156,7 @@ class BcosAnnealing:
             if annealed is not None:
                 _set_submodule(model, name, annealed)
         self._set_progress(0.0)
+        self._record()
         if steps == 0:
             self._finalize()
 
@@ -186,6 +187,12 @@ class BcosAnnealing:
         for _, module in annealed_modules(self.model):
             module.progress = progress
 
+    def _record(self) -> None:
+        """``config.bcos`` names the target and, while the ramp runs, its position (so that a model saved mid-ramp
+        is refused by the loaders instead of being rebuilt as something it is not)."""
+        self.model.config.bcos = {"architecture": type(self.model).__name__, **asdict(self.target),
+                                  "annealing": self.state_dict()}
+
     def _finalize(self) -> None:
         for name, module in list(annealed_modules(self.model)):
             _set_submodule(self.model, name, module.final())
@@ -197,6 +204,7 @@ class BcosAnnealing:
             return
         self.completed += 1
         self._set_progress(self.progress)
+        self._record()
         if self.finished:
             self._finalize()
 
@@ -223,6 +231,7 @@ class BcosAnnealing:
         if self.completed or self.finished:
             raise ValueError(f"the ramp has already started ({self.completed} of {self.steps} steps); its length is fixed")
         self.steps = steps
+        self._record()
 
     def state_dict(self) -> dict[str, int]:
         return {"completed": self.completed, "steps": self.steps}
@@ -239,3 +248,4 @@ class BcosAnnealing:
                 self._finalize()
         else:
             self._set_progress(self.progress)
+            self._record()
