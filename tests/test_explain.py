@@ -4,19 +4,14 @@ import torch
 from captum.attr import LayerGradientXActivation
 
 import bcos
-from tiny_models import DECODERS, tiny_batch, tiny_model
+from tiny_models import ARCHITECTURES, DECODERS, tiny_batch, tiny_model
 
-HEADS = [
-    ("bert", "BertForSequenceClassification"), ("bert", "BertForMaskedLM"),
-    ("roberta", "RobertaForSequenceClassification"), ("roberta", "RobertaForMaskedLM"),
-    ("distilbert", "DistilBertForSequenceClassification"), ("distilbert", "DistilBertForMaskedLM"),
-    ("gpt2", "GPT2LMHeadModel"), ("gpt2", "GPT2ForSequenceClassification"),
-    ("llama", "LlamaForCausalLM"), ("llama", "LlamaForSequenceClassification"),
-]
+#: every architecture with a head (classification, masked or causal LM)
+HEADS = [(model_type, class_name) for model_type, class_name in ARCHITECTURES
+         if not class_name.endswith("Model") or class_name == "GPT2LMHeadModel"]
 
-
-BLOCK_INPUT_MODULES = {"bert": "embeddings", "roberta": "embeddings", "distilbert": "embeddings",
-                       "gpt2": "drop", "llama": "embed_tokens"}
+#: the module whose output is the input of the first transformer block (Llama-like decoders: embed_tokens)
+BLOCK_INPUT_MODULES = {"bert": "embeddings", "roberta": "embeddings", "distilbert": "embeddings", "gpt2": "drop"}
 
 
 def position_for(class_name: str) -> dict:
@@ -98,7 +93,7 @@ def test_contributions_equal_captum_input_x_gradient_on_the_block_input(model_ty
         return logits[rows, explanation.target]
 
     # the module whose output is the input of the first transformer block
-    block_input = model.base_model.get_submodule(BLOCK_INPUT_MODULES[model_type])
+    block_input = model.base_model.get_submodule(BLOCK_INPUT_MODULES.get(model_type, "embed_tokens"))
     captum = LayerGradientXActivation(explained_logit, block_input)
     with bcos.explanation_mode():
         attributions = captum.attribute(ids, additional_forward_args=(mask,))

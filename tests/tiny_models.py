@@ -7,6 +7,9 @@ import transformers
 VOCAB = 99
 PAD_ID = 0
 
+_DECODER = dict(vocab_size=VOCAB, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                intermediate_size=37, max_position_embeddings=64, pad_token_id=PAD_ID, bos_token_id=1, eos_token_id=2)
+
 _CONFIGS = {
     "bert": lambda: transformers.BertConfig(vocab_size=VOCAB, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
                                             intermediate_size=37, max_position_embeddings=64, pad_token_id=PAD_ID),
@@ -21,6 +24,18 @@ _CONFIGS = {
                                               num_attention_heads=4, num_key_value_heads=2, intermediate_size=37,
                                               max_position_embeddings=64, pad_token_id=PAD_ID,
                                               attention_bias=True, mlp_bias=True),
+    # Qwen2 has q/k/v biases of its own; Mistral's sliding window (4) is shorter than the test sequences
+    "qwen2": lambda: transformers.Qwen2Config(**_DECODER),
+    "mistral": lambda: transformers.MistralConfig(**_DECODER, sliding_window=4),
+    "qwen3": lambda: transformers.Qwen3Config(**_DECODER, head_dim=8, attention_bias=True),
+    "gemma": lambda: transformers.GemmaConfig(**_DECODER, head_dim=8),
+    # Gemma 2/3: caps low enough to bite on random weights; alternating sliding (4) and global layers
+    "gemma2": lambda: transformers.Gemma2Config(**_DECODER, head_dim=8, sliding_window=4, attn_logit_softcapping=1.0,
+                                                final_logit_softcapping=0.5, query_pre_attn_scalar=8),
+    "gemma3_text": lambda: transformers.Gemma3TextConfig(**_DECODER, head_dim=8, sliding_window=4,
+                                                         final_logit_softcapping=0.5, query_pre_attn_scalar=8,
+                                                         layer_types=["sliding_attention", "full_attention"]),
+    "phi3": lambda: transformers.Phi3Config(**_DECODER),
 }
 
 #: (architecture, model class name) for every supported combination.
@@ -31,8 +46,16 @@ ARCHITECTURES = [
     ("distilbert", "DistilBertForMaskedLM"),
     ("gpt2", "GPT2Model"), ("gpt2", "GPT2LMHeadModel"), ("gpt2", "GPT2ForSequenceClassification"),
     ("llama", "LlamaModel"), ("llama", "LlamaForCausalLM"), ("llama", "LlamaForSequenceClassification"),
+    ("qwen2", "Qwen2Model"), ("qwen2", "Qwen2ForCausalLM"), ("qwen2", "Qwen2ForSequenceClassification"),
+    ("mistral", "MistralModel"), ("mistral", "MistralForCausalLM"), ("mistral", "MistralForSequenceClassification"),
+    ("qwen3", "Qwen3Model"), ("qwen3", "Qwen3ForCausalLM"), ("qwen3", "Qwen3ForSequenceClassification"),
+    ("gemma", "GemmaModel"), ("gemma", "GemmaForCausalLM"), ("gemma", "GemmaForSequenceClassification"),
+    ("gemma2", "Gemma2Model"), ("gemma2", "Gemma2ForCausalLM"), ("gemma2", "Gemma2ForSequenceClassification"),
+    ("gemma3_text", "Gemma3TextModel"), ("gemma3_text", "Gemma3ForCausalLM"),
+    ("gemma3_text", "Gemma3TextForSequenceClassification"),
+    ("phi3", "Phi3Model"), ("phi3", "Phi3ForCausalLM"), ("phi3", "Phi3ForSequenceClassification"),
 ]
-DECODERS = {"gpt2", "llama"}
+DECODERS = {"gpt2", "llama", "qwen2", "mistral", "qwen3", "gemma", "gemma2", "gemma3_text", "phi3"}
 
 
 def tiny_model(model_type: str, class_name: str, num_labels: int = 3, seed: int = 0,
