@@ -7,12 +7,14 @@ Public API::
     explanation.contributions                     # [batch, seq], sums to explanation.logit
     bcos.load_pretrained(path)                    # reload a saved B-cos model
     annealing = bcos.BcosAnnealing(model, steps=500, b=1.5)  # or: from the original function to B-cos while training
+    print(bcos.verify(model, original))           # check a conversion: no bias, no nonlinearity, complete, exact
 """
 from .convert import BcosAnnealing, BcosOptions, ConversionReport, bcosify, supported_architectures
 from .explain import Explanation, merge_subwords, token_strings
 from .explain import explain as _explain_function
 from .hub import load_model, load_pretrained, load_tokenizer, resolve_pretrained
 from .nn import explanation_mode, is_explanation_mode
+from .verification import VerificationReport, verify
 
 explain = _explain_function  # the function, not the subpackage bcos.explain
 
@@ -34,4 +36,6 @@ __all__ = [
     "resolve_pretrained",
     "supported_architectures",
     "token_strings",
+    "verify",
+    "VerificationReport",
 ]

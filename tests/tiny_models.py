@@ -60,7 +60,8 @@ DECODERS = {"gpt2", "llama", "qwen2", "mistral", "qwen3", "gemma", "gemma2", "ge
 
 def tiny_model(model_type: str, class_name: str, num_labels: int = 3, seed: int = 0,
                dtype: torch.dtype = torch.float32) -> torch.nn.Module:
-    """A tiny randomly initialised model in eval mode, with non-zero biases so their removal is visible."""
+    """A tiny randomly initialised model in eval mode, with non-zero biases so their removal is visible, and random
+    norm scales where they are stored as γ - 1 (Gemma: all zero at initialisation), so that a wrong norm shows."""
     torch.manual_seed(seed)
     config = _CONFIGS[model_type]()
     config.num_labels = num_labels
@@ -68,6 +69,8 @@ def tiny_model(model_type: str, class_name: str, num_labels: int = 3, seed: int 
     with torch.no_grad():
         for name, param in model.named_parameters():
             if name.endswith("bias"):
+                param.normal_(0, 0.1)
+            elif "norm" in name and name.endswith("weight") and not param.any():
                 param.normal_(0, 0.1)
     return model
 

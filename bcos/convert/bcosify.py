@@ -161,13 +161,18 @@ def _replacement(name: str, module: nn.Module, adapter: Adapter, activation: str
     return None
 
 
+def unhandled_softcaps(model: nn.Module, adapter: Adapter) -> list[tuple[str, float]]:
+    """``(config key, cap)`` of each soft-cap ``c·tanh(x/c)`` (a tanh in the forward path) that ``model``'s config
+    turns on and its adapter does not handle."""
+    return [(key, value) for key, value in model.config.to_dict().items()
+            if "softcap" in key and value is not None and key not in adapter.softcaps]
+
+
 def _check_softcaps(model: nn.Module, adapter: Adapter) -> None:
-    """Raise for a soft-cap (a tanh in the forward path) in the config that the adapter does not handle."""
-    for key, value in model.config.to_dict().items():
-        if "softcap" in key and value is not None and key not in adapter.softcaps:
-            raise ValueError(f"bcosify: {type(model).__name__} applies a soft-cap c·tanh(x/c) ({key}={value}) that "
-                             f"the {adapter.model_type} adapter does not handle; it would stay a nonlinearity in the "
-                             "forward path. Set it to None (retraining) or add its handling to the adapter.")
+    for key, value in unhandled_softcaps(model, adapter):
+        raise ValueError(f"bcosify: {type(model).__name__} applies a soft-cap c·tanh(x/c) ({key}={value}) that "
+                         f"the {adapter.model_type} adapter does not handle; it would stay a nonlinearity in the "
+                         "forward path. Set it to None (retraining) or add its handling to the adapter.")
 
 
 def _split_fused_linears(model: nn.Module, adapter: Adapter, report: "ConversionReport") -> None:
@@ -245,7 +250,7 @@ def bcosify(
     model.config.bcos = {"architecture": type(model).__name__, **asdict(options)}
     model.bcos_report = report
     if verify:
-        from ..verify import verify as verify_model  # bcos.verify uses bcos.explain, which imports this package
+        from ..verification import verify as verify_model  # bcos.verification imports this module
 
         model.bcos_verification = verify_model(model, original=original)
         if not model.bcos_verification.passed:
