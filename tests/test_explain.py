@@ -11,7 +11,8 @@ HEADS = [(model_type, class_name) for model_type, class_name in ARCHITECTURES
          if not class_name.endswith("Model") or class_name == "GPT2LMHeadModel"]
 
 #: the module whose output is the input of the first transformer block (Llama-like decoders: embed_tokens)
-BLOCK_INPUT_MODULES = {"bert": "embeddings", "roberta": "embeddings", "distilbert": "embeddings", "gpt2": "drop"}
+BLOCK_INPUT_MODULES = {"bert": "embeddings", "roberta": "embeddings", "distilbert": "embeddings", "gpt2": "drop",
+                       "modernbert": "embeddings"}
 
 
 def position_for(class_name: str) -> dict:

@@ -36,6 +36,12 @@ _CONFIGS = {
                                                          final_logit_softcapping=0.5, query_pre_attn_scalar=8,
                                                          layer_types=["sliding_attention", "full_attention"]),
     "phi3": lambda: transformers.Phi3Config(**_DECODER),
+    # alternating global and local (window 4) attention; every bias on; mean pooling for classification
+    "modernbert": lambda: transformers.ModernBertConfig(
+        vocab_size=VOCAB, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=37,
+        max_position_embeddings=64, pad_token_id=PAD_ID, bos_token_id=1, eos_token_id=2, cls_token_id=1,
+        sep_token_id=2, local_attention=4, global_attn_every_n_layers=2, mlp_bias=True, attention_bias=True,
+        norm_bias=True, classifier_bias=True, decoder_bias=True, classifier_pooling="mean"),
 }
 
 #: (architecture, model class name) for every supported combination.
@@ -54,6 +60,8 @@ ARCHITECTURES = [
     ("gemma3_text", "Gemma3TextModel"), ("gemma3_text", "Gemma3ForCausalLM"),
     ("gemma3_text", "Gemma3TextForSequenceClassification"),
     ("phi3", "Phi3Model"), ("phi3", "Phi3ForCausalLM"), ("phi3", "Phi3ForSequenceClassification"),
+    ("modernbert", "ModernBertModel"), ("modernbert", "ModernBertForSequenceClassification"),
+    ("modernbert", "ModernBertForMaskedLM"),
 ]
 DECODERS = {"gpt2", "llama", "qwen2", "mistral", "qwen3", "gemma", "gemma2", "gemma3_text", "phi3"}
 

@@ -200,6 +200,20 @@ ADAPTERS: dict[str, Adapter] = {
             dynamic_activations=("*.mlp.activation_fn",),
             causal=True,
         ),
+        Adapter(
+            # Wi computes act(input) * gate in one matrix: its "input" half only feeds the dynamic weight act(input)
+            # (plain), its "gate" half is the value path (B-cos). Local/global attention differ only in the mask.
+            model_type="modernbert",
+            architectures=("ModernBertModel", "ModernBertForSequenceClassification", "ModernBertForMaskedLM"),
+            blocks="layers",
+            bcos_linears=("*.attn.Wo", "*.mlp.Wi.gate", "*.mlp.Wo", "head.dense", "classifier", "decoder"),
+            plain_linears=("*.attn.Wqkv", "*.mlp.Wi.input"),
+            activation_key="classifier_activation",
+            norms=_LAYER_NORM,
+            split_linears={"*.mlp.Wi": ("input", "gate")},
+            gated_activations=("head.act",),
+            dynamic_activations=("*.mlp.act",),
+        ),
     )
 }
 
