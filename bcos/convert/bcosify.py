@@ -199,8 +199,9 @@ def bcosify(
 ) -> nn.Module:
     """Convert a loaded transformers model into a B-cos model, in place, and return it.
 
-    Supported: BERT, DistilBERT, RoBERTa (base model, sequence classification, masked LM) and GPT-2, Llama
-    (base model, causal LM, sequence classification). Every linear layer on the value/residual path becomes a
+    Supported: BERT, DistilBERT, RoBERTa, ModernBERT (base model, sequence classification, masked LM) and GPT-2,
+    Llama, Qwen2, Qwen3, Mistral, Gemma, Gemma 2, Gemma 3 (text), Phi-3 (base model, causal LM, sequence
+    classification); ``supported_architectures()`` lists the classes. Every linear layer on the value/residual path becomes a
     :class:`~bcos.nn.BcosLinear` initialised from its pre-trained weights; biases are removed; LayerNorm is
     centred without β, RMSNorm and activations become dynamic scales; head activations are dropped; attention
     runs through the registered B-cos attention function. See ``BcosOptions`` for the options. A norm,
