@@ -176,8 +176,12 @@ def _completeness_error(model: nn.Module, adapter: Adapter, input_ids: torch.Ten
                         attention_mask: torch.Tensor) -> float:
     captured: list[torch.Tensor] = []
 
-    def capture(module: nn.Module, args: tuple, kwargs: dict) -> None:
-        captured.append(args[0] if args else kwargs["hidden_states"])
+    def capture(module: nn.Module, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
+        # a leaf that requires grad even when the embeddings are frozen (LoRA)
+        captured.append((args[0] if args else kwargs["hidden_states"]).detach().requires_grad_(True))
+        if args:
+            return (captured[0],) + args[1:], kwargs
+        return args, {**kwargs, "hidden_states": captured[0]}
 
     handle = transformer_blocks(model, adapter)[0].register_forward_pre_hook(capture, with_kwargs=True)
     try:

@@ -130,7 +130,11 @@ class BcosLinear(nn.Module):
         return layer
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = bcos_transform(x, self.weight, self.b, self.eps, 1.0 if self.normalize_weights else 0.0)
+        return self.transform(x, self.weight)
+
+    def transform(self, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+        """This layer's B-cos transform with ``weight [out, in]`` in place of its own (e.g. with a LoRA update)."""
+        out = bcos_transform(x, weight, self.b, self.eps, 1.0 if self.normalize_weights else 0.0)
         if self.bias is not None:
             out = out + self.bias
         return out
