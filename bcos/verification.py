@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from .convert.adapters import Adapter, adapter_for, transformer_blocks
-from .convert.bcosify import _is_activation, _is_norm, bcosify, unhandled_softcaps
+from .convert.bcosify import bcosify, is_activation_module, is_norm_module, unhandled_softcaps
 from .nn import BCOS_ATTENTION, BcosLayerNorm, BcosRMSNorm, DynamicActivation, GatedActivation, explanation_mode
 
 #: Completeness tolerance by dtype, relative to max(|y|, Σ_t |contribution_t|) (a contrast y can be ~0 while its
@@ -136,15 +136,16 @@ def _unconverted_nonlinearities(model: nn.Module, adapter: Adapter) -> list[str]
                if isinstance(module, (GatedActivation, DynamicActivation))}
     found = []
     for name, module in model.named_modules():
-        if _is_norm(module) and not isinstance(module, (BcosLayerNorm, BcosRMSNorm)):
+        if is_norm_module(module) and not isinstance(module, (BcosLayerNorm, BcosRMSNorm)):
             found.append(f"{name}: {type(module).__name__} (not a B-cos norm)")
-        elif _is_activation(module) and id(module) not in wrapped:
+        elif is_activation_module(module) and id(module) not in wrapped:
             found.append(f"{name}: {type(module).__name__} (an activation that is not a dynamic scale)")
     found += [f"config.{key}: soft-cap {value} not handled by the {adapter.model_type} adapter"
               for key, value in unhandled_softcaps(model, adapter)]
     attention = model.config._attn_implementation
     if attention != BCOS_ATTENTION:
-        found.append(f"attention: {attention!r}, not {BCOS_ATTENTION!r} (probabilities are not detached when explaining)")
+        found.append(f"attention: {attention!r}, not {BCOS_ATTENTION!r} (probabilities are not detached when "
+                     "explaining)")
     return found
 
 

@@ -55,7 +55,8 @@ class Adapter:
         head_activations: head nonlinearity modules, replaced by identity (unless kept).
         head_replacements: head modules with a functional nonlinearity, by class name → builder.
         class_overrides: model classes whose forward applies a head nonlinearity functionally → an in-place
-            change that moves it into a module named by ``head_activations``.
+            change that moves it into a module (one named by ``head_activations``, or Gemma's final-logit
+            :class:`~bcos.nn.LogitSoftcap`, already a dynamic scale).
         causal: a decoder (token-level logits are next-token predictions).
         softcaps: config attributes of soft-caps (``c·tanh(x/c)``) the conversion handles; any other non-None
             ``*softcap*`` config value makes bcosify raise.
@@ -118,6 +119,12 @@ def _llama_like(model_type: str, prefix: str, *, base: str | None = None, classi
         softcaps=softcaps,
     )
 
+
+#: Gemma 2 and 3: Gemma's norm, the activation under another config key, and the two soft-caps (attention: kept in
+#: the probabilities by B-cos attention; final logits: a dynamic scale, moved into a module by the override).
+_GEMMA_2_AND_3 = dict(norm=offset_rms_norm, activation_key="hidden_activation",
+                      causal_lm_override=final_logit_softcap_module,
+                      softcaps=("attn_logit_softcapping", "final_logit_softcapping"))
 
 _BERT_LIKE_BLOCK_LINEARS = ("*.attention.output.dense", "*.intermediate.dense", "*.layer.*.output.dense")
 _BERT_LIKE_QKV = ("*.attention.self.query", "*.attention.self.key", "*.attention.self.value")
@@ -183,11 +190,9 @@ ADAPTERS: dict[str, Adapter] = {
         _llama_like("mistral", "Mistral"),
         _llama_like("qwen3", "Qwen3"),
         _llama_like("gemma", "Gemma", norm=offset_rms_norm),
-        _llama_like("gemma2", "Gemma2", norm=offset_rms_norm, activation_key="hidden_activation", causal_lm_override=final_logit_softcap_module,
-                    softcaps=("attn_logit_softcapping", "final_logit_softcapping")),
+        _llama_like("gemma2", "Gemma2", **_GEMMA_2_AND_3),
         _llama_like("gemma3_text", "Gemma3", base="Gemma3TextModel", classifier="Gemma3TextForSequenceClassification",
-                    norm=offset_rms_norm, activation_key="hidden_activation", causal_lm_override=final_logit_softcap_module,
-                    softcaps=("attn_logit_softcapping", "final_logit_softcapping")),
+                    **_GEMMA_2_AND_3),
         Adapter(
             model_type="phi3",
             architectures=("Phi3Model", "Phi3ForCausalLM", "Phi3ForSequenceClassification"),

@@ -117,12 +117,12 @@ def _set_submodule(model: nn.Module, name: str, module: nn.Module) -> None:
     setattr(model.get_submodule(parent_name) if parent_name else model, child, module)
 
 
-def _is_activation(module: nn.Module) -> bool:
+def is_activation_module(module: nn.Module) -> bool:
     """An activation module of torch or transformers (``nn.Tanh``, ``GELUActivation``, ...)."""
     return type(module).__module__ in ("torch.nn.modules.activation", "transformers.activations")
 
 
-def _is_norm(module: nn.Module) -> bool:
+def is_norm_module(module: nn.Module) -> bool:
     """A normalisation module: ``nn.LayerNorm``, any ``*Norm`` class of a modeling file."""
     return isinstance(module, nn.LayerNorm) or "norm" in type(module).__name__.lower()
 
@@ -144,7 +144,7 @@ def _replacement(name: str, module: nn.Module, adapter: Adapter, activation: str
         if _matches(name, adapter.plain_linears):
             return _to_plain_linear(module, options)
         raise _unknown("linear layer", name, module, adapter, "bcos_linears or plain_linears")
-    if _is_norm(module):
+    if is_norm_module(module):
         converter = adapter.norms.get(type(module).__name__)
         if converter is None:
             raise _unknown("norm", name, module, adapter, "norms")
@@ -155,7 +155,7 @@ def _replacement(name: str, module: nn.Module, adapter: Adapter, activation: str
         return None if options.keep_activations else GatedActivation(activation, module)
     if _matches(name, adapter.dynamic_activations):
         return None if options.keep_activations else DynamicActivation(module)
-    if _is_activation(module):
+    if is_activation_module(module):
         raise _unknown("activation", name, module, adapter, "gated_activations, dynamic_activations or "
                                                            "head_activations")
     return None
@@ -169,13 +169,16 @@ def unhandled_softcaps(model: nn.Module, adapter: Adapter) -> list[tuple[str, fl
 
 
 def _check_softcaps(model: nn.Module, adapter: Adapter) -> None:
-    for key, value in unhandled_softcaps(model, adapter):
+    unhandled = unhandled_softcaps(model, adapter)
+    if unhandled:
+        key, value = unhandled[0]
         raise ValueError(f"bcosify: {type(model).__name__} applies a soft-cap c·tanh(x/c) ({key}={value}) that "
                          f"the {adapter.model_type} adapter does not handle; it would stay a nonlinearity in the "
                          "forward path. Set it to None (retraining) or add its handling to the adapter.")
 
 
-def _split_fused_linears(model: nn.Module, adapter: Adapter, report: "ConversionReport") -> None:
+def _split_fused_linears(model: nn.Module, adapter: Adapter, report: ConversionReport) -> None:
+    """Replace each fused projection named in ``adapter.split_linears`` by a :class:`~bcos.nn.SplitLinear`."""
     for name, module in list(model.named_modules()):
         parts = next((names for pattern, names in adapter.split_linears.items()
                       if fnmatch.fnmatchcase(name, pattern)), None)
@@ -201,10 +204,10 @@ def bcosify(
 
     Supported: BERT, DistilBERT, RoBERTa, ModernBERT (base model, sequence classification, masked LM) and GPT-2,
     Llama, Qwen2, Qwen3, Mistral, Gemma, Gemma 2, Gemma 3 (text), Phi-3 (base model, causal LM, sequence
-    classification); ``supported_architectures()`` lists the classes. Every linear layer on the value/residual path becomes a
-    :class:`~bcos.nn.BcosLinear` initialised from its pre-trained weights; biases are removed; LayerNorm is
-    centred without β, RMSNorm and activations become dynamic scales; head activations are dropped; attention
-    runs through the registered B-cos attention function. See ``BcosOptions`` for the options. A norm,
+    classification); ``supported_architectures()`` lists the classes. Every linear layer on the value/residual
+    path becomes a :class:`~bcos.nn.BcosLinear` initialised from its pre-trained weights; biases are removed;
+    LayerNorm is centred without β, RMSNorm and activations become dynamic scales; head activations are dropped;
+    attention runs through the registered B-cos attention function. See ``BcosOptions`` for the options. A norm,
     activation module, linear layer or soft-cap the architecture's adapter does not know raises instead of being
     kept. ``verify=True`` runs :func:`bcos.verify` on the result (with a copy of the original model for the
     b=1 identity check) and raises ``ValueError`` if it fails; the report is ``model.bcos_verification``.
@@ -255,5 +258,6 @@ def bcosify(
 
         model.bcos_verification = verify_model(model, original=original)
         if not model.bcos_verification.passed:
-            raise ValueError(f"bcosify(verify=True): the converted model failed verification\n{model.bcos_verification}")
+            raise ValueError("bcosify(verify=True): the converted model failed verification\n"
+                             f"{model.bcos_verification}")
     return model

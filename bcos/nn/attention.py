@@ -17,7 +17,8 @@ from transformers.modeling_utils import AttentionInterface
 from .mode import is_explanation_mode
 
 #: Name under which B-cos attention is registered (``config._attn_implementation``).
-BCOS_ATTENTION = "bcos_attention"  # no "sdpa" in the name: transformers would refuse it for models without SDPA support (Gemma 2)
+#: (No "sdpa" in it: transformers checks any such name against the model's SDPA support, which Gemma 2 lacks.)
+BCOS_ATTENTION = "bcos_attention"
 
 
 def bcos_sdpa_attention_forward(
@@ -58,10 +59,12 @@ def _softcapped_attention(
     scores = torch.tanh(query @ key.transpose(2, 3) * (scaling / softcap)) * softcap
     q_length, kv_length = scores.shape[-2:]
     if attention_mask is None and getattr(module, "is_causal", False) and q_length > 1:
-        attention_mask = torch.ones(q_length, kv_length, dtype=torch.bool, device=scores.device).tril(kv_length - q_length)
+        attention_mask = torch.ones(q_length, kv_length, dtype=torch.bool, device=scores.device)
+        attention_mask = attention_mask.tril(kv_length - q_length)
     if attention_mask is not None:
         scores = scores.masked_fill(~attention_mask[..., :kv_length], torch.finfo(scores.dtype).min)
-    probabilities = torch.softmax(scores, dim=-1, dtype=torch.promote_types(scores.dtype, torch.float32)).to(query.dtype)
+    softmax_dtype = torch.promote_types(scores.dtype, torch.float32)  # float32 as eager attention, float64 kept
+    probabilities = torch.softmax(scores, dim=-1, dtype=softmax_dtype).to(query.dtype)
     probabilities = nn.functional.dropout(probabilities, p=dropout, training=module.training)
     return (probabilities @ value).transpose(1, 2).contiguous(), None
 
