@@ -165,7 +165,11 @@ def _explained_values(output: torch.Tensor, attention_mask: torch.Tensor, causal
     the largest output, another one, and their difference (a contrast)."""
     rows = torch.arange(output.shape[0], device=output.device)
     if output.dim() == 3:
-        position = attention_mask.sum(-1) - 1 if causal else torch.zeros_like(rows)
+        counted = attention_mask * torch.arange(1, attention_mask.shape[1] + 1, device=attention_mask.device)
+        if causal:  # the last real token
+            position = counted.argmax(-1)
+        else:  # the first real token
+            position = counted.masked_fill(attention_mask == 0, counted.numel()).argmin(-1)
         output = output[rows, position]
     top = output.detach().argmax(-1)
     other = (top + 1) % output.shape[-1]

@@ -109,3 +109,15 @@ def test_final_logit_soft_cap_is_a_dynamic_scale_that_keeps_the_capped_logits(cl
     torch.testing.assert_close(model_output(model, ids, mask), original, rtol=0, atol=1e-6)
     with bcos.explanation_mode():
         torch.testing.assert_close(model_output(model, ids, mask), original, rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("model_type,class_name", [("gemma2", "Gemma2ForCausalLM"), ("gemma3_text", "Gemma3ForCausalLM")])
+def test_the_soft_cap_forward_keeps_the_loss_and_cached_generation(model_type, class_name):
+    original = tiny_model(model_type, class_name)
+    model = bcos.bcosify(copy.deepcopy(original), b=1.0, remove_biases=False, normalize_weights=False)
+    ids = torch.tensor([[5, 6, 7, 8]])
+    with torch.no_grad():
+        torch.testing.assert_close(model(input_ids=ids, labels=ids).loss, original(input_ids=ids, labels=ids).loss,
+                                   rtol=0, atol=1e-6)
+    generate = dict(max_new_tokens=5, do_sample=False, pad_token_id=0)
+    assert torch.equal(model.generate(ids, **generate), original.generate(ids, **generate))
