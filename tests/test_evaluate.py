@@ -49,7 +49,7 @@ def tiny(tmp_path_factory) -> dict[str, Path]:
         for row in rows))
     (root / "eval" / "test.jsonl").write_text(json.dumps({"text": " ", "label": 0}) + "\n")
     return {"bcos": root / "bcos.ckpt", "bcos_hf": root / "bcos_hf", "conventional": root / "conventional",
-            "data": root / "eval"}
+            "data": root / "eval", "bcos_scale": float(module.logit_scale)}
 
 
 def run(tiny: dict[str, Path], out: Path, *extra: str) -> dict:
@@ -148,7 +148,9 @@ def test_a_decoder_checkpoint_is_refused_with_a_clear_error(tiny, tmp_path):
 def test_checkpoints_and_exports_load_with_the_trained_logit_scale(tiny):
     from_checkpoint, from_export = bcos.load(tiny["bcos"]), bcos.load(tiny["bcos_hf"])
     assert from_checkpoint.is_bcos and from_export.is_bcos
-    assert from_export.logit_scale == from_checkpoint.logit_scale == pytest.approx(1e4)  # the B-cos default
+    # the trained scale (the automatic one, set from the first batch), not a default
+    assert from_export.logit_scale == pytest.approx(tiny["bcos_scale"]) and tiny["bcos_scale"] > 1
+    assert from_checkpoint.logit_scale == pytest.approx(tiny["bcos_scale"])
     assert from_export.link == from_checkpoint.link == "sigmoid"  # trained with BCE
     assert bcos.load(tiny["bcos_hf"], logit_scale=2.0).logit_scale == 2.0
     with pytest.warns(DeprecationWarning, match="use bcos.load"):
