@@ -19,7 +19,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 import bcos
 from lightning_modules import SequenceClassifier
-from lightning_modules.sequence_classifier import BCOS_RECIPE
+from lightning_modules.sequence_classifier import BCOS_RECIPE, CONVENTIONAL_LEARNING_RATE
 from lightning_modules.optim import linear_warmup_decay
 from test_training import make_tiny_model, write_tiny_data
 
@@ -216,8 +216,10 @@ def test_every_bcos_config_resolves_to_the_recipe(config, capsys, no_command_lin
     model = model.get("init_args", model)
     resolved = {key: model[key] for key in BCOS_RECIPE}
     assert model["bcos"] is True
-    assert resolved == {**BCOS_RECIPE, "logit_scale": None}  # None: the B-cos default, "auto"
-    assert SequenceClassifier("unused", bcos=True).log_logit_scale.isnan()  # ... which is the automatic scale
+    assert resolved == {**BCOS_RECIPE, "logit_scale": None, "learning_rate": None}  # None: the B-cos defaults ...
+    module = SequenceClassifier("unused", bcos=True, logit_scale=None, learning_rate=None)
+    assert module.log_logit_scale.isnan() and module.hparams.learning_rate == BCOS_RECIPE["learning_rate"]  # ...: these
+    assert SequenceClassifier("unused", bcos=False).hparams.learning_rate == CONVENTIONAL_LEARNING_RATE
 
 
 def test_every_experiment_has_a_config():
