@@ -41,6 +41,8 @@ class SequenceClassifier(BcosModule):
             total steps, then linear decay to 0; biases, norm weights and the scale get no weight decay.
     """
 
+    monitor = ("val/acc", "max")
+
     def __init__(
         self,
         model_name_or_path: str,
