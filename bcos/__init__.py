@@ -6,9 +6,10 @@ Public API::
     explanation = bcos.explain(model, input_ids, attention_mask)
     explanation.contributions                     # [batch, seq], sums to explanation.logit
     bcos.load_pretrained(path)                    # reload a saved B-cos model
+    annealing = bcos.BcosAnnealing(model, steps=500, b=1.5)  # or: from the original function to B-cos while training
     handle = bcos.load(path_or_hub_id_or_ckpt)    # a Model: model, tokenizer, kind, probabilities(logits)
 """
-from .convert import BcosOptions, ConversionReport, bcosify, supported_architectures
+from .convert import BcosAnnealing, BcosOptions, ConversionReport, bcosify, supported_architectures
 from .explain import Explanation, merge_subwords, token_strings
 from .explain import explain as _explain_function
 from .handle import Model
@@ -21,6 +22,7 @@ explain = _explain_function  # the function, not the subpackage bcos.explain
 __version__ = "0.1.0"
 
 __all__ = [
+    "BcosAnnealing",
     "BcosOptions",
     "ConversionReport",
     "Explanation",

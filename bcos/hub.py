@@ -134,9 +134,15 @@ def build_model(config: transformers.PretrainedConfig) -> nn.Module:
     ``architecture`` and options) when there is one, else ``config.architectures[0]``.
 
     Raises:
-        ValueError: the architecture is missing or not a transformers model class.
+        ValueError: the architecture is missing or not a transformers model class, or the model was saved in the
+            middle of an annealed conversion (``config.bcos["annealing"]``).
     """
     saved = getattr(config, "bcos", None)
+    if saved is not None and "annealing" in saved:
+        done = saved["annealing"]
+        raise ValueError(f"the model was saved in the middle of its annealed B-cos conversion (step {done['completed']} "
+                         f"of {done['steps']}): it is not yet a B-cos model. Continue its training, or load a "
+                         "checkpoint from after the ramp (or the run's hf_export/ folder)")
     if saved is not None:
         config.bcos = None
         model = model_class(saved["architecture"])(config)

@@ -34,7 +34,6 @@ from tqdm import tqdm
 from datamodules import TextClassificationDataModule
 from lightning_modules import SequenceClassifier
 from lightning_modules.export import export_hf
-from lightning_modules.optim import adamw_with_linear_schedule, parameter_groups
 
 MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 
@@ -43,8 +42,7 @@ def build(variant: dict, steps: int, num_labels: int) -> tuple[SequenceClassifie
     """A SequenceClassifier for ``variant`` with its AdamW and warm-up/decay schedule."""
     module = SequenceClassifier(MODEL, num_labels=num_labels, **variant["options"])
     module.model.train()
-    configured = adamw_with_linear_schedule(parameter_groups(module, module.hparams.weight_decay),
-                                            module.hparams.learning_rate, module.hparams.warmup_fraction, steps)
+    configured = module.optimizer_for(steps)
     return module, configured["optimizer"], configured["lr_scheduler"]["scheduler"]
 
 
@@ -94,6 +92,10 @@ def write_report(runs: list[dict], args: argparse.Namespace, validation_examples
             "hparams": {k: v for k, v in run["module"].hparams.items()},
             "final_accuracy": run["curve"][-1]["accuracy"], "best_accuracy": best["accuracy"],
             "best_step": best["step"], "curve": run["curve"],
+            "first_step_at_99pct_of_conventional_best": next(
+                (point["step"] for point in run["curve"]
+                 if point["accuracy"] >= 0.99 * max(p["accuracy"] for p in reference["curve"])), None),
+            "logit_scale": float(run["module"].logit_scale),
             "median_step_seconds": statistics.median(run["step_seconds"]),
             "step_time_ratio_vs_conventional": statistics.median(ratios),
             "loss_first_10": run["losses"][:10], "loss_last_10": run["losses"][-10:],
@@ -152,6 +154,8 @@ def main() -> None:
         batch = next(batches)
         for run in runs:
             module = run["module"]
+            module.set_logit_scale(batch)
+            module.advance_annealing(step - 1, [run["optimizer"]])
             start = time.perf_counter()
             loss = module.loss(module(batch["input_ids"], batch["attention_mask"]), batch["labels"])
             run["optimizer"].zero_grad(set_to_none=True)

@@ -4,8 +4,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from lightning.pytorch import Callback, LightningModule, Trainer
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 
 from bcos import load_tokenizer
+from bcos.convert import annealing_progress
 from lightning_modules.export import export_module
 
 
@@ -14,7 +16,9 @@ class HFExport(Callback):
     best checkpoint, so that ``dirpath`` always holds the best model so far (with its tokenizer).
 
     The module must keep its transformers model in ``.model``. The tokenizer is the datamodule's
-    ``tokenizer`` when it has one, else loaded for ``hparams.model_name_or_path``.
+    ``tokenizer`` when it has one, else loaded for ``hparams.model_name_or_path``. A model in the middle of an
+    annealed B-cos conversion is not exported (it is not yet a B-cos model); if the run ends without any export
+    because every best checkpoint came from the ramp, the final model is exported at the end of training.
 
     Args:
         dirpath: the export folder; by default ``hf_export`` next to the checkpoint folder.
@@ -23,6 +27,7 @@ class HFExport(Callback):
     def __init__(self, dirpath: str | None = None) -> None:
         self.dirpath = dirpath
         self._seen_best: str | None = None
+        self._skipped_during_annealing = False
 
     def export_dir(self, trainer: Trainer) -> Path:
         if self.dirpath is not None:
@@ -39,6 +44,24 @@ class HFExport(Callback):
         if not best or best == self._seen_best:
             return
         self._seen_best = best
+        progress = annealing_progress(pl_module.model)
+        if progress is not None:
+            if not self._skipped_during_annealing:
+                rank_zero_info(f"HFExport: not exporting the best checkpoint so far: the model is at {progress:.0%} "
+                               "of its annealed B-cos conversion; exports start once it has ended")
+            self._skipped_during_annealing = True
+            return
+        self._skipped_during_annealing = False
+        self._export(trainer, pl_module)
+
+    def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if self._skipped_during_annealing and annealing_progress(pl_module.model) is None:
+            rank_zero_warn("HFExport: every best checkpoint of this run came from the annealing ramp; exporting the "
+                           "final (fully converted) model instead of the best one")
+            self._skipped_during_annealing = False
+            self._export(trainer, pl_module)
+
+    def _export(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if trainer.is_global_zero:
             tokenizer = getattr(trainer.datamodule, "tokenizer", None) or load_tokenizer(
                 pl_module.hparams.model_name_or_path)

@@ -11,14 +11,25 @@ from lightning.pytorch import LightningModule
 from lightning.pytorch.utilities import rank_zero_warn
 from torch import nn
 
-from bcos import BcosOptions, bcosify, load_model
+from bcos import BcosAnnealing, BcosOptions, bcosify, load_model
+from bcos.convert.annealing import CHECKPOINT_KEY as ANNEALING_KEY
 from bcos.handle import probabilities, record_probabilities
 from bcos.loader import CHECKPOINT_CONFIG_KEY
-from lightning_modules.optim import adamw_with_linear_schedule, parameter_groups, register_logit_scale
+from lightning_modules.optim import (adamw_with_linear_schedule, first_batch_log_scale, parameter_groups,
+                                     register_logit_scale)
 
 #: options that change what a model computes; a checkpoint trained with others loads with a warning
 MODEL_OPTION_KEYS = ("bcos", "b", "layer_b", "normalize_weights", "remove_biases", "keep_head_activations",
-                     "logit_scale", "learn_logit_scale")
+                     "anneal_steps", "logit_scale", "learn_logit_scale")
+
+
+def check_anneal_steps(anneal_steps: int | float) -> None:
+    """``anneal_steps`` is a number of steps (an int >= 0; 0: convert at once) or a fraction of the training
+    steps (a float in (0, 1))."""
+    is_steps = isinstance(anneal_steps, int) and not isinstance(anneal_steps, bool) and anneal_steps >= 0
+    if not (is_steps or (isinstance(anneal_steps, float) and 0 < anneal_steps < 1)):
+        raise ValueError(f"anneal_steps must be a number of steps (an int >= 0) or a fraction of the training steps "
+                         f"(a float in (0, 1)), got {anneal_steps!r}")
 
 
 def _state_dict_difference(expected: Mapping[str, torch.Tensor], given: Mapping[str, Any]) -> str:
@@ -37,14 +48,17 @@ class BcosModule(LightningModule):
     """A LightningModule around a transformers model in ``.model``, B-cosified when ``hparams.bcos``.
 
     Subclasses save their hyperparameters (``model_name_or_path``, ``bcos`` and the ``bcos.BcosOptions`` they take,
-    ``learn_logit_scale``, ``logit_scale_lr``, ``learning_rate``, ``weight_decay``, ``warmup_fraction``) and call
-    :meth:`register_logit_scale`; ``link`` names the link function of their loss (``softmax`` or ``sigmoid``).
+    ``learn_logit_scale``, ``logit_scale_lr``, ``learning_rate``, ``weight_decay``, ``warmup_fraction``, optionally
+    ``anneal_steps``) and call :meth:`register_logit_scale`; ``link`` names the link function of their loss
+    (``softmax`` or ``sigmoid``). With ``anneal_steps`` the conversion is a ``bcos.BcosAnnealing`` moved to the
+    trainer's step count at the start of every training batch (its position is saved in checkpoints).
     """
 
     link: str = "softmax"
     #: the logged metric that picks the best checkpoint, and whether higher (``max``) or lower is better
     monitor: tuple[str, str] = ("val/loss", "min")
     model: nn.Module | None
+    annealing: BcosAnnealing | None = None
     _checkpoint_architecture: str | None = None
 
     def register_logit_scale(self, logit_scale: float, learn: bool) -> None:
@@ -62,12 +76,70 @@ class BcosModule(LightningModule):
         if saved_bcos and not hp.bcos:
             raise ValueError(f"{hp.model_name_or_path!r} is a saved B-cos model but bcos=False was configured")
         if hp.bcos and not saved_bcos:
-            bcosify(model, **{f.name: hp[f.name] for f in fields(BcosOptions) if f.name in hp})
+            options = {f.name: hp[f.name] for f in fields(BcosOptions) if f.name in hp}
+            if hp.get("anneal_steps"):  # a fraction gets its length in optimizer_for, once training's is known
+                steps = hp.anneal_steps if isinstance(hp.anneal_steps, int) else 1
+                self.annealing = BcosAnnealing(model, steps, **options)
+            else:
+                bcosify(model, **options)
         return model
 
     @property
     def logit_scale(self) -> torch.Tensor:
         return self.log_logit_scale.exp()
+
+    def set_logit_scale(self, batch: dict[str, torch.Tensor]) -> None:
+        """With ``logit_scale="auto"``, sets the scale from ``batch`` the first time (no-op afterwards): the log
+        scales at the start and at the end of the annealing (the same without annealing) are
+        ``first_batch_log_scale`` of the model's logits in eval mode, taken from rank 0 under DDP."""
+        auto = getattr(self, "auto_log_logit_scales", None)
+        if auto is None or not auto.isnan().any():
+            return
+        training = self.model.training
+        self.model.eval()
+        with torch.no_grad():
+            start = first_batch_log_scale(self(batch["input_ids"], batch["attention_mask"]))
+            end = start
+            if self.annealing is not None and not self.annealing.finished:
+                with self.annealing.preview(1.0):
+                    end = first_batch_log_scale(self(batch["input_ids"], batch["attention_mask"]))
+        self.model.train(training)
+        values = torch.stack([start, end]).to(auto)
+        if self._trainer is not None:
+            values = self.trainer.strategy.broadcast(values, src=0)
+        auto.copy_(values)
+        with torch.no_grad():
+            self.log_logit_scale.copy_(values[0] if self.hparams.learn_logit_scale else self._scheduled_log_scale())
+
+    def _scheduled_log_scale(self) -> torch.Tensor:
+        progress = 1.0 if self.annealing is None else self.annealing.progress
+        return torch.lerp(self.auto_log_logit_scales[0], self.auto_log_logit_scales[1], progress)
+
+    def on_train_batch_start(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        self.set_logit_scale(batch)
+        if self.annealing is not None:
+            self.advance_annealing(self.trainer.global_step, self.trainer.optimizers)
+            self.log("train/anneal_progress", self.annealing.progress, batch_size=batch["input_ids"].shape[0])
+
+    def advance_annealing(self, step: int, optimizers: list[torch.optim.Optimizer]) -> None:
+        """Moves the annealing to optimizer step ``step`` (an automatic logit scale moves with it). When it ends,
+        the removed parameters (the biases) leave ``optimizers`` too, so that their state matches a fresh
+        ``configure_optimizers`` of the converted model (resuming works)."""
+        if self.annealing is None or self.annealing.finished:
+            return
+        while self.annealing.completed < step and not self.annealing.finished:
+            self.annealing.step()
+        if hasattr(self, "auto_log_logit_scales") and not self.hparams.learn_logit_scale:
+            with torch.no_grad():
+                self.log_logit_scale.copy_(self._scheduled_log_scale())
+        if not self.annealing.finished:
+            return
+        kept = {id(param) for param in self.parameters()}
+        for optimizer in optimizers:
+            for group in optimizer.param_groups:
+                for param in [p for p in group["params"] if id(p) not in kept]:
+                    optimizer.state.pop(param, None)
+                group["params"] = [p for p in group["params"] if id(p) in kept]
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
         """The model's logits (``[batch, num_labels]`` or ``[batch, seq, vocab]``)."""
@@ -84,10 +156,17 @@ class BcosModule(LightningModule):
     # --- optimization -----------------------------------------------------------------------------------
 
     def configure_optimizers(self) -> dict:
+        return self.optimizer_for(int(self.trainer.estimated_stepping_batches))
+
+    def optimizer_for(self, total_steps: int) -> dict:
+        """AdamW and its warm-up/decay schedule over ``total_steps`` (the ``configure_optimizers`` answer); an
+        ``anneal_steps`` fraction that has not started becomes its share of ``total_steps``."""
         hp = self.hparams
+        if self.annealing is not None and isinstance(hp.anneal_steps, float) and self.annealing.completed == 0:
+            self.annealing.set_length(max(1, round(hp.anneal_steps * total_steps)))
         extra = {"log_logit_scale": {"lr": hp.logit_scale_lr}} if hp.learn_logit_scale else None
         return adamw_with_linear_schedule(parameter_groups(self, hp.weight_decay, extra), hp.learning_rate,
-                                          hp.warmup_fraction, int(self.trainer.estimated_stepping_batches))
+                                          hp.warmup_fraction, total_steps)
 
     def on_train_start(self) -> None:
         """Puts the schedule's learning rate into the optimizer: a run resumed with another ``max_steps`` has a new
@@ -115,6 +194,8 @@ class BcosModule(LightningModule):
         # to jsonargparse as `dict_kwargs`, which it refuses for these classes (`validate --ckpt_path` fails): the
         # configured class_path holds the class anyway
         (checkpoint.get(self.CHECKPOINT_HYPER_PARAMS_KEY) or {}).pop("_class_path", None)
+        if self.annealing is not None:
+            checkpoint[ANNEALING_KEY] = self.annealing.state_dict()
         config = self.model.config.to_dict()
         config["architectures"] = [type(self.model).__name__]
         record_probabilities(config, float(self.logit_scale), self.link)
@@ -123,6 +204,8 @@ class BcosModule(LightningModule):
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Remembers the checkpoint's architecture (for errors) and warns about differing model options."""
         self._checkpoint_architecture = checkpoint.get("architecture")
+        if self.annealing is not None and ANNEALING_KEY in checkpoint:
+            self.annealing.load_state_dict(checkpoint[ANNEALING_KEY])  # a finished ramp: the model's final form
         saved = checkpoint.get(self.CHECKPOINT_HYPER_PARAMS_KEY) or {}
         differing = [key for key in MODEL_OPTION_KEYS if key in saved and saved[key] != self.hparams.get(key)]
         if differing:

@@ -7,6 +7,7 @@ from pathlib import Path
 from lightning.pytorch import LightningModule
 from torch import nn
 
+from bcos.convert import annealing_progress
 from bcos.handle import record_probabilities
 
 
@@ -19,6 +20,10 @@ def export_hf(model: nn.Module, tokenizer, folder: str | Path, logit_scale: floa
     ``softmax`` (CE), are recorded in the config (``bcos.handle.record_probabilities``): the trained
     probabilities are ``link(logit_scale * logits)``, what ``bcos.load(folder).probabilities`` gives.
     """
+    progress = annealing_progress(model)
+    if progress is not None:
+        raise ValueError(f"the model is at {progress:.0%} of its annealed B-cos conversion, not yet a B-cos model: "
+                         "export it once the annealing has ended")
     folder = Path(folder)
     record_probabilities(model.config, logit_scale, link)
     partial = folder.with_name(folder.name + ".partial")

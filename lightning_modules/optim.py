@@ -8,17 +8,32 @@ import torch
 from torch import nn
 
 
-def register_logit_scale(module: nn.Module, logit_scale: float, learn: bool) -> None:
+#: ``logit_scale="auto"``: set once, from the first batch, to 1 / RMS of the model's logits (see ``first_batch_log_scale``)
+AUTO_LOGIT_SCALE = "auto"
+
+
+def register_logit_scale(module: nn.Module, logit_scale: float | str, learn: bool) -> None:
     """Gives ``module`` a ``log_logit_scale`` (a scalar: the log of the loss's inverse temperature), a Parameter
     when ``learn`` (give it its own learning rate with ``parameter_groups(..., extra=...)``), else a buffer;
-    checkpoints hold it either way."""
-    if logit_scale <= 0:
-        raise ValueError(f"logit_scale must be positive, got {logit_scale}")
-    log_scale = torch.tensor(math.log(logit_scale))
+    checkpoints hold it either way. ``"auto"`` leaves it NaN until the module sets it from its first batch, and
+    adds the buffer ``auto_log_logit_scales`` (its values at the start and at the end of an annealed conversion)."""
+    if logit_scale == AUTO_LOGIT_SCALE:
+        log_scale = torch.tensor(math.nan)
+        module.register_buffer("auto_log_logit_scales", torch.full((2,), math.nan))
+    elif isinstance(logit_scale, str) or not logit_scale > 0 or not math.isfinite(logit_scale):
+        raise ValueError(f"logit_scale must be a positive number or {AUTO_LOGIT_SCALE!r}, got {logit_scale!r}")
+    else:
+        log_scale = torch.tensor(math.log(logit_scale))
     if learn:
         module.log_logit_scale = nn.Parameter(log_scale)
     else:
         module.register_buffer("log_logit_scale", log_scale)
+
+
+def first_batch_log_scale(logits: torch.Tensor) -> torch.Tensor:
+    """``-log RMS(logits)``: the log of the scale that gives the logits a root mean square of 1 (every class of
+    every example counts). Shapes: ``[batch, classes]`` → scalar. Independent of b, data and model by design."""
+    return -logits.detach().double().square().mean().sqrt().log()
 
 
 def linear_warmup_decay(step: int, warmup_steps: int, total_steps: int) -> float:

@@ -7,12 +7,13 @@ from torch import nn
 from torchmetrics import MeanMetric, SumMetric
 from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 
-from lightning_modules.base import BcosModule
+from lightning_modules.base import BcosModule, check_anneal_steps
+from lightning_modules.optim import AUTO_LOGIT_SCALE
 
 LOSSES = ("bce", "ce")
-#: logit scale of B-cos models when none is configured; converged fastest of 1, 1e2, 1e3, 1e4 (fixed or learned)
-#: in 100-step runs of MiniLM on SST-2
-BCOS_LOGIT_SCALE = 1e4
+#: the B-cos training recipe measured in BENCHMARKS.md (issue 10), SequenceClassifier's defaults: an annealed
+#: conversion over the first fifth of training, b = 1.5, the automatic logit scale and the conventional learning rate
+BCOS_RECIPE = {"b": 1.5, "anneal_steps": 0.2, "logit_scale": AUTO_LOGIT_SCALE, "learning_rate": 1e-4}
 
 
 class SequenceClassifier(BcosModule):
@@ -29,16 +30,23 @@ class SequenceClassifier(BcosModule):
         num_labels: number of classes; taken from the datamodule when None.
         bcos: convert the model with ``bcos.bcosify``; the next five arguments are its options.
         b, layer_b, normalize_weights, remove_biases, keep_head_activations: see ``bcos.BcosOptions``.
+        anneal_steps: convert gradually with ``bcos.BcosAnnealing`` (from the pre-trained function at step 0 to
+            exactly ``bcosify``'s model at the end) over this many optimizer steps (an int; 0 converts at once) or
+            this fraction of the training steps (a float in (0, 1)).
         loss: ``"bce"`` (binary cross-entropy on one-hot targets; default for B-cos) or ``"ce"``
             (cross-entropy; default for conventional models).
         logit_scale: the loss and the predicted probabilities see the logits times this factor, an inverse
-            temperature; None: ``BCOS_LOGIT_SCALE`` (1e4) for B-cos, 1 for conventional models. A freshly
-            converted B-cos model outputs logits around 1e-4, which the scale brings to a trainable range. The model's own logits, predictions and explanations are unscaled, so
-            the Hugging Face export needs no scale.
+            temperature; ``"auto"`` (the default for B-cos; 1 for conventional models) sets it once, from the first
+            batch the module sees, to 1 / RMS of the model's logits — a freshly converted B-cos MiniLM outputs
+            logits of RMS 3e-3 (b=1.5) to 3e-4 (b=2), which this brings to RMS 1 whatever b, data or model. With
+            annealing it is measured at the start and at the end form and moves between them geometrically with
+            the ramp. The model's own logits, predictions and explanations are unscaled; the export records it.
         learn_logit_scale: learn the scale, as its logarithm, with its own learning rate ``logit_scale_lr``
-            (under the same warm-up/decay schedule).
+            (under the same warm-up/decay schedule); ``"auto"`` then sets its starting value.
         learning_rate, weight_decay, warmup_fraction: AdamW with linear warm-up over this fraction of the
             total steps, then linear decay to 0; biases, norm weights and the scale get no weight decay.
+
+    The defaults of ``b``, ``anneal_steps``, ``logit_scale`` and ``learning_rate`` are ``BCOS_RECIPE``.
     """
 
     monitor = ("val/acc", "max")
@@ -48,23 +56,25 @@ class SequenceClassifier(BcosModule):
         model_name_or_path: str,
         num_labels: int | None = None,
         bcos: bool = True,
-        b: float = 2.0,
+        b: float = BCOS_RECIPE["b"],
         layer_b: dict[str, float] | None = None,
         normalize_weights: bool = True,
         remove_biases: bool = True,
         keep_head_activations: bool = False,
+        anneal_steps: int | float = BCOS_RECIPE["anneal_steps"],
         loss: str | None = None,
-        logit_scale: float | None = None,
+        logit_scale: float | str | None = None,
         learn_logit_scale: bool = False,
         logit_scale_lr: float = 1e-2,
-        learning_rate: float = 5e-5,
+        learning_rate: float = BCOS_RECIPE["learning_rate"],
         weight_decay: float = 0.01,
         warmup_fraction: float = 0.1,
     ) -> None:
         super().__init__()
         if loss not in (None, *LOSSES):
             raise ValueError(f"loss must be one of {LOSSES} (or None for the default), got {loss!r}")
-        default_scale = BCOS_LOGIT_SCALE if bcos else 1.0
+        check_anneal_steps(anneal_steps)
+        default_scale = BCOS_RECIPE["logit_scale"] if bcos else 1.0
         self.register_logit_scale(default_scale if logit_scale is None else logit_scale, learn_logit_scale)
         self.save_hyperparameters()
         self.loss_name = loss or ("bce" if bcos else "ce")
@@ -129,6 +139,7 @@ class SequenceClassifier(BcosModule):
         return loss
 
     def _evaluate(self, batch: dict[str, torch.Tensor], stage: str) -> None:
+        self.set_logit_scale(batch)
         labels = batch["labels"]
         logits = self(batch["input_ids"], batch["attention_mask"])
         metrics = self.metrics[stage]
@@ -149,6 +160,7 @@ class SequenceClassifier(BcosModule):
     def predict_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> dict[str, torch.Tensor]:
         """``logits``, ``probabilities`` (:meth:`probabilities`: sigmoid for BCE, softmax for CE, of the scaled
         logits) and ``prediction`` per example."""
+        self.set_logit_scale(batch)
         logits = self(batch["input_ids"], batch["attention_mask"])
         return {"logits": logits, "probabilities": self.probabilities(logits), "prediction": logits.argmax(-1)}
 

@@ -148,7 +148,8 @@ def test_a_decoder_checkpoint_is_refused_with_a_clear_error(tiny, tmp_path):
 def test_checkpoints_and_exports_load_with_the_trained_logit_scale(tiny):
     from_checkpoint, from_export = bcos.load(tiny["bcos"]), bcos.load(tiny["bcos_hf"])
     assert from_checkpoint.is_bcos and from_export.is_bcos
-    assert from_export.logit_scale == from_checkpoint.logit_scale == pytest.approx(1e4)  # the B-cos default
+    trained = float(torch.load(tiny["bcos"], weights_only=True)["state_dict"]["log_logit_scale"].exp())
+    assert from_export.logit_scale == from_checkpoint.logit_scale == pytest.approx(trained)
     assert from_export.link == from_checkpoint.link == "sigmoid"  # trained with BCE
     assert bcos.load(tiny["bcos_hf"], logit_scale=2.0).logit_scale == 2.0
     with pytest.warns(DeprecationWarning, match="use bcos.load"):

@@ -167,10 +167,12 @@ def faithfulness_scalars(run: Path) -> dict[str, list[float]]:
 def test_ddp_rank_zero_scores_the_whole_probe_once(tiny, tmp_path):
     """``validate`` on two gloo processes logs what one process logs: rank zero explains the whole probe while the
     other rank waits, so no example is duplicated or missing."""
-    run_in_process("validate", "--config", str(write_config(tmp_path / "single", tiny)))
+    # a fixed logit scale: the automatic one comes from the first batch a process sees, which sharding changes
+    run_in_process("validate", "--config", str(write_config(tmp_path / "single", tiny)), "--model.logit_scale", "100")
     config = write_config(tmp_path / "ddp", tiny, strategy="ddp", devices=2)
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
-    done = subprocess.run([sys.executable, str(REPO / "train.py"), "validate", "--config", str(config)],
+    done = subprocess.run([sys.executable, str(REPO / "train.py"), "validate", "--config", str(config),
+                           "--model.logit_scale", "100"],
                           cwd=tmp_path, env=env, capture_output=True, text=True, timeout=180)
     assert done.returncode == 0, done.stderr[-5000:]
     single = faithfulness_scalars(tmp_path / "single" / "runs" / "tiny" / "version_0")

@@ -14,10 +14,12 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 import bcos
 from lightning_modules import SequenceClassifier
+from lightning_modules.sequence_classifier import BCOS_RECIPE
 from lightning_modules.optim import linear_warmup_decay
 from test_training import make_tiny_model, write_tiny_data
 
@@ -110,7 +112,7 @@ def test_fit_writes_tensorboard_checkpoints_and_a_reloadable_export(fitted, tiny
     expected = module.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
     got = exported(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
     torch.testing.assert_close(got, expected, rtol=0, atol=0)
-    assert exported.config.bcos["b"] == 2.0
+    assert exported.config.bcos["b"] == 1.5  # the recipe's b
     assert exported.config.id2label == {0: "negative", 1: "positive"}  # the data's label names
     assert exported.config.logit_scale == pytest.approx(module.logit_scale.item())
 
@@ -206,6 +208,19 @@ def test_shipped_configs_parse(config, capsys, no_command_line):
         assert model == {"minilm": "sentence-transformers/all-MiniLM-L6-v2", "bert-base": "bert-base-uncased"}[family]
         assert (bcos_flag, dataset) == ({"bcos": "true", "conventional": "false"}[kind], data_name)
     assert "class_path: lightning_modules.SequenceClassifier" in printed and "save_dir: runs" in printed
+
+
+@pytest.mark.parametrize("config", [path for path in CONFIGS if path.stem.endswith("_bcos") or path.stem == "quickstart"],
+                         ids=lambda path: path.stem)
+def test_every_bcos_config_resolves_to_the_recipe(config, capsys, no_command_line):
+    with pytest.raises(SystemExit):
+        train.main(["fit", "--config", str(config), "--print_config"])
+    model = yaml.safe_load(capsys.readouterr().out)["model"]
+    model = model.get("init_args", model)
+    resolved = {key: model[key] for key in BCOS_RECIPE}
+    assert model["bcos"] is True
+    assert resolved == {**BCOS_RECIPE, "logit_scale": None}  # None: the B-cos default, "auto"
+    assert SequenceClassifier("unused", bcos=True).log_logit_scale.isnan()  # ... which is the automatic scale
 
 
 def test_every_experiment_has_a_config():

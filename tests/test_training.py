@@ -16,7 +16,6 @@ import bcos
 from datamodules import TextClassificationDataModule
 from lightning_modules import SequenceClassifier, export_module
 from lightning_modules.optim import linear_warmup_decay
-from lightning_modules.sequence_classifier import BCOS_LOGIT_SCALE
 
 MINILM = "sentence-transformers/all-MiniLM-L6-v2"
 _WORDS = {0: ["bad", "awful", "dull", "boring"], 1: ["good", "great", "fine", "lovely"], 2: ["red", "blue", "green"]}
@@ -76,7 +75,7 @@ def test_losses_and_their_defaults(tiny):
     bcos_module = SequenceClassifier(str(tiny["model"]), num_labels=2)
     conventional = SequenceClassifier(str(tiny["model"]), num_labels=2, bcos=False)
     assert (bcos_module.loss_name, conventional.loss_name) == ("bce", "ce")
-    assert (bcos_module.logit_scale.item(), conventional.logit_scale.item()) == pytest.approx((BCOS_LOGIT_SCALE, 1))
+    assert bcos_module.logit_scale.isnan() and conventional.logit_scale.item() == 1  # B-cos: "auto", set later
     bcos_module = SequenceClassifier(str(tiny["model"]), num_labels=2, logit_scale=1.0)
     expected_bce = -(torch.log(1 - torch.sigmoid(torch.tensor([0.5, 0.1]))).sum()
                      + torch.log(torch.sigmoid(torch.tensor([-1.0, 2.0]))).sum()) / 4
@@ -137,18 +136,18 @@ def test_checkpoint_reloads_and_other_architectures_fail_clearly(tiny, tmp_path)
     assert reloaded.hparams.num_labels == 2
     torch.testing.assert_close(reloaded(ids), module(ids), rtol=0, atol=0)
 
-    with pytest.raises(ValueError, match=r"checkpoint holds B-cos \(b=2.0\) BertForSequenceClassification from "
+    with pytest.raises(ValueError, match=r"checkpoint holds B-cos \(b=1.5\) BertForSequenceClassification from "
                                          r"'.*/model', 2 labels, which does not fit the configured conventional "
                                          r"BertForSequenceClassification from '.*/model', 2 labels: 19 keys of the "
                                          r"configured model missing from the checkpoint \(e.g. model.bert.embeddings"
                                          r".LayerNorm.bias"):
         SequenceClassifier.load_from_checkpoint(path, bcos=False)
-    other_b = SequenceClassifier(str(tiny["model"]), num_labels=2, b=1.5)
-    with pytest.warns(UserWarning, match=r"trained with other model options: b=2.0 \(configured 1.5\)"):
+    other_b = SequenceClassifier(str(tiny["model"]), num_labels=2, b=2.0)
+    with pytest.warns(UserWarning, match=r"trained with other model options: b=1.5 \(configured 2.0\)"):
         trainer().validate(other_b, datamodule(tiny), ckpt_path=path, verbose=False)
 
     wider = make_tiny_model(tmp_path / "wider", hidden_size=48)
-    with pytest.raises(ValueError, match=r"'.*/model', 2 labels, which does not fit the configured B-cos \(b=2.0\) "
+    with pytest.raises(ValueError, match=r"'.*/model', 2 labels, which does not fit the configured B-cos \(b=1.5\) "
                                          r"BertForSequenceClassification from '.*/wider', 2 labels: .* tensors of "
                                          r"another shape \(checkpoint vs configured\) \(e.g. "
                                          r"model.bert.embeddings.LayerNorm.weight \(32,\) vs \(48,\)"):
@@ -160,11 +159,12 @@ def test_export_reloads_with_identical_logits(tiny, tmp_path):
     mask = (ids != 0).long()
     tokenizer = bcos.load_tokenizer(str(tiny["model"]))
     for bcos_flag, loader in ((True, bcos.load_pretrained), (False, bcos.load_model)):
-        module = SequenceClassifier(str(tiny["model"]), num_labels=2, bcos=bcos_flag).eval()
+        module = SequenceClassifier(str(tiny["model"]), num_labels=2, bcos=bcos_flag, logit_scale=300.0,
+                                    anneal_steps=0).eval()
         folder = export_module(module, tokenizer, tmp_path / f"export-{bcos_flag}")
         reloaded = loader(str(folder)).eval()
         assert (getattr(reloaded.config, "bcos", None) is not None) == bcos_flag
-        assert reloaded.config.logit_scale == pytest.approx(BCOS_LOGIT_SCALE if bcos_flag else 1.0)
+        assert reloaded.config.logit_scale == pytest.approx(300.0)
         expected = module.model(input_ids=ids, attention_mask=mask).logits
         torch.testing.assert_close(reloaded(input_ids=ids, attention_mask=mask).logits, expected, rtol=0, atol=0)
         assert bcos.load_tokenizer(str(folder))("good film")["input_ids"] == tokenizer("good film")["input_ids"]
@@ -181,5 +181,6 @@ def test_logit_scale_is_stored_as_its_log_and_must_be_positive(learn):
     module = SequenceClassifier("unused-until-num-labels-is-known", logit_scale=250.0, learn_logit_scale=learn)
     assert isinstance(module.log_logit_scale, nn.Parameter) == learn
     assert module.logit_scale.item() == pytest.approx(250.0)
-    with pytest.raises(ValueError, match=r"^logit_scale must be positive, got -1.0$"):
-        SequenceClassifier("unused-until-num-labels-is-known", logit_scale=-1.0)
+    for bad in (-1.0, 0.0, float("nan"), float("inf"), "automatic"):
+        with pytest.raises(ValueError, match=rf"^logit_scale must be a positive number or 'auto', got {bad!r}$"):
+            SequenceClassifier("unused-until-num-labels-is-known", logit_scale=bad)

@@ -10,10 +10,10 @@ from typing import Callable
 from torch import nn
 from transformers.activations import GELUActivation
 
-from .heads import FirstTokenClassificationHead, distilbert_classifier_forward_without_relu, sequential_head
+from .heads import FirstTokenClassificationHead, distilbert_head_activation_module, sequential_head
 
-HeadBuilder = Callable[[nn.Module, bool], nn.Module]
-"""Builds a replacement for a head module; the flag says whether to keep the head's activation."""
+HeadBuilder = Callable[[nn.Module], nn.Module]
+"""Builds a replacement for a head module whose nonlinearity is applied functionally."""
 
 
 @dataclass(frozen=True)
@@ -29,9 +29,10 @@ class Adapter:
         activation_key: config attribute naming the hidden activation (``"gelu"``, ``"silu"``, ...).
         gated_activations: activations ``x·g(x)`` whose gate becomes a dynamic weight.
         dynamic_activations: activations whose whole output is a dynamic weight (SwiGLU gate).
-        head_activations: head nonlinearities replaced by identity (unless kept).
+        head_activations: head nonlinearity modules, replaced by identity (unless kept).
         head_replacements: head modules with a functional nonlinearity, by class name → builder.
-        class_overrides: model classes whose forward applies a head nonlinearity → subclass builder.
+        class_overrides: model classes whose forward applies a head nonlinearity functionally → an in-place
+            change that moves it into a module named by ``head_activations``.
         causal: a decoder (token-level logits are next-token predictions).
     """
 
@@ -45,21 +46,20 @@ class Adapter:
     dynamic_activations: tuple[str, ...] = ()
     head_activations: tuple[str, ...] = ()
     head_replacements: dict[str, HeadBuilder] = field(default_factory=dict)
-    class_overrides: dict[str, Callable[[type], type]] = field(default_factory=dict)
+    class_overrides: dict[str, Callable[[nn.Module], None]] = field(default_factory=dict)
     causal: bool = False
 
 
-def _roberta_classification_head(head: nn.Module, keep_activation: bool) -> nn.Module:
-    activation = nn.Tanh() if keep_activation else nn.Identity()
-    return FirstTokenClassificationHead(head.dense, head.out_proj, head.dropout, activation)
+def _roberta_classification_head(head: nn.Module) -> nn.Module:
+    return FirstTokenClassificationHead(head.dense, head.out_proj, head.dropout, nn.Tanh())
 
 
-def _roberta_lm_head(head: nn.Module, keep_activation: bool) -> nn.Module:
+def _roberta_lm_head(head: nn.Module) -> nn.Module:
     # RobertaLMHead applies GELU functionally; this is a hidden activation, not a head one: it is kept and gated.
     return sequential_head(dense=head.dense, activation=GELUActivation(), layer_norm=head.layer_norm, decoder=head.decoder)
 
 
-def _bert_lm_prediction_head(head: nn.Module, keep_activation: bool) -> nn.Module:
+def _bert_lm_prediction_head(head: nn.Module) -> nn.Module:
     # Drops the separate output bias parameter (it is the decoder's bias, removed or kept with it).
     return sequential_head(transform=head.transform, decoder=head.decoder)
 
@@ -91,7 +91,7 @@ ADAPTERS: dict[str, Adapter] = {
             plain_linears=_BERT_LIKE_QKV,
             activation_key="hidden_act",
             gated_activations=("*.intermediate.intermediate_act_fn", "lm_head.activation"),
-            head_activations=("*pooler.activation",),
+            head_activations=("*pooler.activation", "classifier.activation"),
             head_replacements={
                 "RobertaClassificationHead": _roberta_classification_head,
                 "RobertaLMHead": _roberta_lm_head,
@@ -106,7 +106,8 @@ ADAPTERS: dict[str, Adapter] = {
             plain_linears=("*.attention.q_lin", "*.attention.k_lin", "*.attention.v_lin"),
             activation_key="activation",
             gated_activations=("*.ffn.activation", "activation"),
-            class_overrides={"DistilBertForSequenceClassification": distilbert_classifier_forward_without_relu},
+            head_activations=("head_activation",),
+            class_overrides={"DistilBertForSequenceClassification": distilbert_head_activation_module},
         ),
         Adapter(
             model_type="gpt2",

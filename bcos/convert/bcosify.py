@@ -175,10 +175,14 @@ def bcosify(
                           keep_activations=keep_activations, eps=eps)
     report = ConversionReport(type(model).__name__, options)
 
+    override = adapter.class_overrides.get(type(model).__name__)
+    if override is not None:
+        override(model)
+        report.add("(forward)", "head nonlinearity applied functionally", "head nonlinearity as a module")
     for name, module in list(model.named_modules()):
         builder = adapter.head_replacements.get(type(module).__name__)
         if builder is not None:
-            replacement = builder(module, options.keep_head_activations)
+            replacement = builder(module)
             _set_submodule(model, name, replacement)
             report.add(name, module, replacement)
 
@@ -188,12 +192,6 @@ def bcosify(
         if replacement is not None and replacement is not module:
             _set_submodule(model, name, replacement)
             report.add(name, module, replacement)
-
-    override = adapter.class_overrides.get(type(model).__name__)
-    if override is not None and not options.keep_head_activations:
-        before = type(model).__name__
-        model.__class__ = override(type(model))
-        report.add("(forward)", f"{before} head with ReLU", "head without ReLU")
 
     register_bcos_attention()
     model.set_attn_implementation(BCOS_ATTENTION)

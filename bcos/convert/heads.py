@@ -30,9 +30,11 @@ def sequential_head(**children: nn.Module) -> nn.Sequential:
     return nn.Sequential(OrderedDict(children))
 
 
-def distilbert_classifier_forward_without_relu(model_class: type) -> type:
-    """A subclass of DistilBertForSequenceClassification whose head skips the functional ReLU
-    (``pre_classifier → dropout → classifier``); the loss is the model's own ``loss_function``."""
+class _DistilBertClassifierWithHeadActivation:
+    """Forward of DistilBertForSequenceClassification with its functional ReLU moved into the module
+    ``head_activation`` (``pre_classifier → head_activation → dropout → classifier``), so that conversion can
+    remove or anneal it like any other head activation; with ``nn.ReLU()`` it computes the original forward.
+    The loss is the model's own ``loss_function``."""
 
     def forward(self, input_ids=None, attention_mask=None, inputs_embeds=None, labels=None, position_ids=None, **kwargs):
         outputs = self.distilbert(
@@ -43,10 +45,18 @@ def distilbert_classifier_forward_without_relu(model_class: type) -> type:
             return_dict=True,
             **kwargs,
         )
-        logits = self.classifier(self.dropout(self.pre_classifier(outputs[0][:, 0])))
+        pooled = self.head_activation(self.pre_classifier(outputs[0][:, 0]))
+        logits = self.classifier(self.dropout(pooled))
         loss = None if labels is None else self.loss_function(labels, logits, self.config)
         return SequenceClassifierOutput(
             loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
         )
 
-    return type(model_class.__name__, (model_class,), {"forward": forward, "__module__": __name__})
+
+def distilbert_head_activation_module(model: nn.Module) -> None:
+    """Gives a DistilBertForSequenceClassification its head ReLU as the module ``model.head_activation``
+    (in place: the class becomes a subclass with the forward of ``_DistilBertClassifierWithHeadActivation``)."""
+    model_class = type(model)
+    model.__class__ = type(model_class.__name__, (_DistilBertClassifierWithHeadActivation, model_class),
+                           {"__module__": __name__})
+    model.head_activation = nn.ReLU()

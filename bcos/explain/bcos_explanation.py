@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 from ..convert.adapters import adapter_for, transformer_blocks
+from ..convert.annealing import warn_if_annealing
 from ..nn.mode import explanation_mode
 from .protocol import last_real_token, real_positions
 
@@ -28,6 +29,8 @@ class Explanation:
         input_ids, attention_mask: ``[batch, seq]`` the explained inputs.
         foil: ``[batch]`` foil ids of contrastive explanations, else None.
         position: ``[batch]`` the explained sequence position for token-level heads, else None.
+        complete: False when the model is in the middle of an annealed conversion (``bcos.BcosAnnealing``): it still
+            has biases or head nonlinearities, so the contributions do not sum to the logit.
     """
 
     contributions: torch.Tensor
@@ -39,6 +42,7 @@ class Explanation:
     attention_mask: torch.Tensor
     foil: torch.Tensor | None = None
     position: torch.Tensor | None = None
+    complete: bool = True
 
     def completeness_error(self) -> torch.Tensor:
         """``|Σ_t contributions - logit| / max(|logit|, tiny)``, shaped like ``logit``."""
@@ -100,9 +104,11 @@ def explain(
         **model_kwargs: passed to the model (e.g. ``token_type_ids``). For decoders ``position_ids`` default to
             the count of preceding real tokens, so left padding does not shift positions.
 
-    Works inside ``torch.no_grad()`` and ``torch.inference_mode()``; leaves no ``.grad`` behind.
+    Works inside ``torch.no_grad()`` and ``torch.inference_mode()``; leaves no ``.grad`` behind. A model in the
+    middle of its annealed conversion is explained with a warning and ``complete=False``.
     """
     adapter = adapter_for(model)
+    complete = warn_if_annealing(model)
     if attention_mask is None:
         attention_mask = torch.ones_like(input_ids)
     if target == "all" and foil is not None:
@@ -119,10 +125,12 @@ def explain(
                 # positions count real tokens only, so a left-padded row is explained as if it stood alone
                 model_kwargs["position_ids"] = real_positions(attention_mask)
             logits = model(input_ids=input_ids, attention_mask=attention_mask, **model_kwargs).logits
-            return _attribute(logits, capture.hidden_states, input_ids, attention_mask, target, foil, position,
-                              adapter.causal)
+            explanation = _attribute(logits, capture.hidden_states, input_ids, attention_mask, target, foil,
+                                     position, adapter.causal)
     finally:
         handle.remove()
+    explanation.complete = complete
+    return explanation
 
 
 def _attribute(logits: torch.Tensor, hidden: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor,

@@ -1,7 +1,7 @@
 """B-cos layers and explanation mode (pure torch, plus transformers' attention registry)."""
 from .activation import GATES, DynamicActivation, GatedActivation
 from .attention import BCOS_ATTENTION, bcos_sdpa_attention_forward, register_bcos_attention
-from .linear import BcosLinear, BcosScale
+from .linear import BcosLinear, BcosScale, bcos_transform
 from .mode import dynamic, explanation_mode, is_explanation_mode
 from .norm import BcosLayerNorm, BcosRMSNorm
 
@@ -15,6 +15,7 @@ __all__ = [
     "DynamicActivation",
     "GatedActivation",
     "bcos_sdpa_attention_forward",
+    "bcos_transform",
     "dynamic",
     "explanation_mode",
     "is_explanation_mode",

@@ -46,6 +46,31 @@ class BcosScale(torch.autograd.Function):
         return grad_lin, grad_den, None, None, None
 
 
+def bcos_transform(x: torch.Tensor, weight: torch.Tensor, b: float, eps: float, normalization: float = 1.0
+                   ) -> torch.Tensor:
+    """``(w'ᵀx) · (cos(x, w)² + ε)^((B-1)/2)`` with the rows ``w' = w / ‖w‖^normalization``.
+
+    ``normalization`` 1 uses unit-norm rows (the B-cos form), 0 the raw rows (so ``b=1`` is ``F.linear``);
+    values in between are the steps of an annealed conversion. The cosine does not depend on it.
+    Shapes: ``x [..., in]``, ``weight [out, in]`` → ``[..., out]``.
+    """
+    row_norm = None
+    if normalization == 1.0:
+        weight = F.normalize(weight, dim=1)
+    elif normalization == 0.0:
+        row_norm = weight.norm(dim=1)
+    else:
+        weight = weight / weight.norm(dim=1, keepdim=True).clamp_min(eps).pow(normalization)
+        row_norm = weight.norm(dim=1)
+    out = F.linear(x, weight)
+    if b != 1.0:
+        den = x.norm(dim=-1, keepdim=True) + eps
+        if row_norm is not None:
+            den = den * row_norm.clamp_min(eps)  # a zero row (e.g. a tied padding row) gives 0
+        out = BcosScale.apply(out, den, (b - 1.0) / 2.0, eps, is_explanation_mode())
+    return out
+
+
 class BcosLinear(nn.Module):
     """B-cos linear layer: ``out = (ŵᵀx) · (cos(x, w)² + ε)^((B-1)/2)``.
 
@@ -105,15 +130,7 @@ class BcosLinear(nn.Module):
         return layer
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        weight = self.weight
-        if self.normalize_weights:
-            weight = F.normalize(weight, dim=1)
-        out = F.linear(x, weight)
-        if self.b != 1.0:
-            den = x.norm(dim=-1, keepdim=True) + self.eps
-            if not self.normalize_weights:
-                den = den * weight.norm(dim=1).clamp_min(self.eps)  # a zero row (e.g. a tied padding row) gives 0
-            out = BcosScale.apply(out, den, (self.b - 1.0) / 2.0, self.eps, is_explanation_mode())
+        out = bcos_transform(x, self.weight, self.b, self.eps, 1.0 if self.normalize_weights else 0.0)
         if self.bias is not None:
             out = out + self.bias
         return out

@@ -36,12 +36,16 @@ class BcosLayerNorm(nn.Module):
             layer.bias = norm.bias
         return layer
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def normalized(self, x: torch.Tensor) -> torch.Tensor:
+        """``γ · (x - mean(x)) / σ(x)``, without β."""
         if not is_explanation_mode():
-            return F.layer_norm(x, self.normalized_shape, self.weight, self.bias, self.eps)
+            return F.layer_norm(x, self.normalized_shape, self.weight, None, self.eps)
         centred = x - x.mean(dim=-1, keepdim=True)
         std = (centred.square().mean(dim=-1, keepdim=True) + self.eps).sqrt()
-        out = centred / dynamic(std) * self.weight
+        return centred / dynamic(std) * self.weight
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.normalized(x)
         return out if self.bias is None else out + self.bias
 
     def extra_repr(self) -> str:

@@ -1,0 +1,68 @@
+"""Confidence intervals for scores averaged over examples: a seeded percentile bootstrap of the mean, and its
+paired form for the difference of two methods scored on the same examples."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+
+
+@dataclass(frozen=True)
+class Interval:
+    """A mean and its bootstrap confidence interval.
+
+    Attributes:
+        mean: the mean over the ``n`` finite values.
+        low, high: the ``level`` percentile-bootstrap interval of the mean.
+        n: number of values used (non-finite ones are left out).
+        level, resamples, seed: how it was computed (recorded with every result).
+    """
+
+    mean: float
+    low: float
+    high: float
+    n: int
+    level: float
+    resamples: int
+    seed: int
+
+    def excludes(self, value: float = 0.0) -> bool:
+        """Whether ``value`` lies outside the interval (e.g. a difference significantly different from 0)."""
+        return value < self.low or value > self.high
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def bootstrap_interval(values: torch.Tensor, level: float = 0.95, resamples: int = 2000, seed: int = 0) -> Interval:
+    """Percentile bootstrap interval of the mean of ``values`` (``[n]``; non-finite entries are left out).
+
+    Draws ``resamples`` samples of size n with replacement (a ``torch.Generator`` seeded with ``seed``: index
+    matrix ``randint(n, (resamples, n))``), and returns the ``(1 - level) / 2`` and ``(1 + level) / 2`` quantiles
+    (linear interpolation) of their means. With fewer than 2 values the interval is NaN.
+    """
+    if not 0 < level < 1:
+        raise ValueError(f"level must be in (0, 1), got {level}")
+    if resamples < 1:
+        raise ValueError(f"resamples must be positive, got {resamples}")
+    values = torch.as_tensor(values, dtype=torch.float64).flatten()
+    values = values[values.isfinite()]
+    n = values.numel()
+    mean = values.mean().item() if n else float("nan")
+    if n < 2:
+        return Interval(mean, float("nan"), float("nan"), n, level, resamples, seed)
+    generator = torch.Generator().manual_seed(seed)
+    means = values[torch.randint(n, (resamples, n), generator=generator)].mean(dim=1)
+    low, high = torch.quantile(means, torch.tensor([(1 - level) / 2, (1 + level) / 2], dtype=torch.float64)).tolist()
+    return Interval(mean, low, high, n, level, resamples, seed)
+
+
+def paired_difference_interval(first: torch.Tensor, second: torch.Tensor, level: float = 0.95, resamples: int = 2000,
+                               seed: int = 0) -> Interval:
+    """Bootstrap interval of ``mean(first - second)`` resampling examples jointly (``first``, ``second``: ``[n]``
+    scores of two methods on the same examples); pairs with a non-finite member are left out."""
+    first, second = torch.as_tensor(first, dtype=torch.float64), torch.as_tensor(second, dtype=torch.float64)
+    if first.shape != second.shape:
+        raise ValueError(f"paired scores need the same examples, got shapes {tuple(first.shape)} and "
+                         f"{tuple(second.shape)}")
+    return bootstrap_interval(first - second, level, resamples, seed)
