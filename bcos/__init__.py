@@ -8,6 +8,7 @@ Public API::
     bcos.load_pretrained(path)                    # reload a saved B-cos model
     annealing = bcos.BcosAnnealing(model, steps=500, b=1.5)  # or: from the original function to B-cos while training
     handle = bcos.load(path_or_hub_id_or_ckpt)    # a Model: model, tokenizer, kind, probabilities(logits)
+    print(bcos.verify(model, original))           # check a conversion: no bias, no nonlinearity, complete, exact
 """
 from .convert import BcosAnnealing, BcosOptions, ConversionReport, bcosify, supported_architectures
 from .explain import Explanation, merge_subwords, token_strings
@@ -16,6 +17,7 @@ from .handle import Model
 from .hub import load_model, load_pretrained, load_tokenizer, resolve_pretrained
 from .loader import load
 from .nn import explanation_mode, is_explanation_mode
+from .verification import VerificationReport, verify
 
 explain = _explain_function  # the function, not the subpackage bcos.explain
 
@@ -39,4 +41,6 @@ __all__ = [
     "resolve_pretrained",
     "supported_architectures",
     "token_strings",
+    "verify",
+    "VerificationReport",
 ]

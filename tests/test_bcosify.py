@@ -109,7 +109,10 @@ def test_unsupported_architecture_is_refused_with_the_supported_list():
                                          r"BertForMaskedLM, RobertaModel"):
         bcos.bcosify(transformers.BertForQuestionAnswering(config))
     t5 = transformers.T5Config(vocab_size=50, d_model=16, num_layers=1, num_heads=2, d_ff=20, d_kv=8)
-    with pytest.raises(ValueError, match=r"T5ForConditionalGeneration \(model_type='t5'\).*LlamaForSequenceClassification\.$"):
+    with pytest.raises(ValueError, match=r"T5ForConditionalGeneration \(model_type='t5'\).*LlamaForSequenceClassification, "
+                                         r"Qwen2Model.*MistralForCausalLM.*Qwen3Model.*GemmaForCausalLM.*Gemma2Model.*"
+                                         r"Gemma3ForCausalLM.*Phi3ForSequenceClassification, ModernBertModel, "
+                                         r"ModernBertForSequenceClassification, ModernBertForMaskedLM\.$"):
         bcos.bcosify(transformers.T5ForConditionalGeneration(t5))
 
 

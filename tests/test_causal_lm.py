@@ -39,11 +39,11 @@ def make_tiny_decoder(folder: Path, architecture: str = "llama", seed: int = 0) 
                                           max_position_embeddings=128, eos_token_id=tokenizer.eos_token_id,
                                           tie_word_embeddings=True)
         model = transformers.LlamaForCausalLM(config)
-    elif architecture == "qwen2":  # a family without a B-cos adapter
-        config = transformers.Qwen2Config(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2,
-                                          num_attention_heads=4, num_key_value_heads=2, intermediate_size=37,
-                                          max_position_embeddings=128, eos_token_id=tokenizer.eos_token_id)
-        model = transformers.Qwen2ForCausalLM(config)
+    elif architecture == "olmo":  # a family without a B-cos adapter
+        config = transformers.OlmoConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2,
+                                         num_attention_heads=4, num_key_value_heads=2, intermediate_size=37,
+                                         max_position_embeddings=128, eos_token_id=tokenizer.eos_token_id)
+        model = transformers.OlmoForCausalLM(config)
     else:
         config = transformers.GPT2Config(vocab_size=len(tokenizer), n_embd=32, n_layer=2, n_head=4, n_positions=128,
                                          bos_token_id=tokenizer.bos_token_id, pad_token_id=tokenizer.pad_token_id,

@@ -10,9 +10,9 @@ from tiny_models import ARCHITECTURES, DECODERS, tiny_batch, tiny_model
 #: every supported model with a head (base models have no logits to explain)
 HEADS = [(model_type, name) for model_type, name in ARCHITECTURES if kind_of_class(name) is not None]
 
-
-BLOCK_INPUT_MODULES = {"bert": "embeddings", "roberta": "embeddings", "distilbert": "embeddings",
-                       "gpt2": "drop", "llama": "embed_tokens"}
+#: the module whose output is the input of the first transformer block (Llama-like decoders: embed_tokens)
+BLOCK_INPUT_MODULES = {"bert": "embeddings", "roberta": "embeddings", "distilbert": "embeddings", "gpt2": "drop",
+                       "modernbert": "embeddings"}
 
 
 def position_for(class_name: str) -> dict:
@@ -94,7 +94,7 @@ def test_contributions_equal_captum_input_x_gradient_on_the_block_input(model_ty
         return logits[rows, explanation.target]
 
     # the module whose output is the input of the first transformer block
-    block_input = model.base_model.get_submodule(BLOCK_INPUT_MODULES[model_type])
+    block_input = model.base_model.get_submodule(BLOCK_INPUT_MODULES.get(model_type, "embed_tokens"))
     captum = LayerGradientXActivation(explained_logit, block_input)
     with bcos.explanation_mode():
         attributions = captum.attribute(ids, additional_forward_args=(mask,))

@@ -4,6 +4,7 @@ import torch
 
 import bcos
 from bcos.explain import EXPLAINERS, AttributionResult, get_explainer
+from bcos.nn import BCOS_ATTENTION
 from test_metrics import CLS, PAD, SEP, SPECIAL, bag_of_words, batch
 from tiny_models import tiny_batch, tiny_model
 
@@ -118,7 +119,7 @@ def test_attention_rows_are_probabilities_and_the_implementation_is_restored(mod
     assert torch.all(scores >= 0) and torch.all(scores[mask == 0] == 0)
     assert torch.all(scores.sum(-1) <= 1 + 1e-6)
     torch.testing.assert_close(scores.sum(-1), torch.ones(ids.shape[0]))  # the row covers every real token
-    assert model.config._attn_implementation == "bcos_sdpa"
+    assert model.config._attn_implementation == BCOS_ATTENTION
 
 
 @pytest.mark.parametrize("name", ["integrated_gradients", "occlusion", "lime"])

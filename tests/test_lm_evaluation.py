@@ -263,10 +263,10 @@ def test_a_trained_tiny_bcos_decoder_is_evaluated_on_blimp(trained, tmp_path, mo
 
 
 def test_the_conventional_decoder_may_be_of_a_family_without_a_bcos_adapter(tmp_path, monkeypatch):
-    """A conventional Qwen2 (no adapter in bcosify) is scored and explained by the post-hoc methods."""
+    """A conventional OLMo (no adapter in bcosify) is scored and explained by the post-hoc methods."""
     if not (SHARED_DATA / "blimp").is_dir():
         pytest.skip(f"no BLiMP data at {SHARED_DATA / 'blimp'} (set BCOS_DATA_DIR)")
-    original = make_tiny_decoder(tmp_path / "qwen2", "qwen2")
+    original = make_tiny_decoder(tmp_path / "olmo", "olmo")
     monkeypatch.setenv("BCOS_DATA_DIR", str(SHARED_DATA))
     results = evaluate_lm(["--conventional", str(original), "--suites", "blimp", "--subsets", BLIMP_SUBSETS[0],
                            "--max-examples", str(ROWS), "--methods", "input_x_gradient,occlusion", "--batch-size", "5",

@@ -11,6 +11,9 @@ from bcos.kinds import is_decoder
 VOCAB = 99
 PAD_ID = 0
 
+_DECODER = dict(vocab_size=VOCAB, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                intermediate_size=37, max_position_embeddings=64, pad_token_id=PAD_ID, bos_token_id=1, eos_token_id=2)
+
 _CONFIGS = {
     "bert": lambda: transformers.BertConfig(vocab_size=VOCAB, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
                                             intermediate_size=37, max_position_embeddings=64, pad_token_id=PAD_ID),
@@ -25,13 +28,27 @@ _CONFIGS = {
                                               num_attention_heads=4, num_key_value_heads=2, intermediate_size=37,
                                               max_position_embeddings=64, pad_token_id=PAD_ID,
                                               attention_bias=True, mlp_bias=True),
+    # Qwen2 has q/k/v biases of its own; Mistral's sliding window (4) is shorter than the test sequences
+    "qwen2": lambda: transformers.Qwen2Config(**_DECODER),
+    "mistral": lambda: transformers.MistralConfig(**_DECODER, sliding_window=4),
+    "qwen3": lambda: transformers.Qwen3Config(**_DECODER, head_dim=8, attention_bias=True),
+    "gemma": lambda: transformers.GemmaConfig(**_DECODER, head_dim=8),
+    # Gemma 2/3: caps low enough to bite on random weights; alternating sliding (4) and global layers
+    "gemma2": lambda: transformers.Gemma2Config(**_DECODER, head_dim=8, sliding_window=4, attn_logit_softcapping=1.0,
+                                                final_logit_softcapping=0.5, query_pre_attn_scalar=8),
+    "gemma3_text": lambda: transformers.Gemma3TextConfig(**_DECODER, head_dim=8, sliding_window=4,
+                                                         final_logit_softcapping=0.5, query_pre_attn_scalar=8,
+                                                         layer_types=["sliding_attention", "full_attention"]),
+    "phi3": lambda: transformers.Phi3Config(**_DECODER),
+    # alternating global and local (window 4) attention; every bias on; mean pooling for classification
+    "modernbert": lambda: transformers.ModernBertConfig(
+        vocab_size=VOCAB, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=37,
+        max_position_embeddings=64, pad_token_id=PAD_ID, bos_token_id=1, eos_token_id=2, cls_token_id=1,
+        sep_token_id=2, local_attention=4, global_attn_every_n_layers=2, mlp_bias=True, attention_bias=True,
+        norm_bias=True, classifier_bias=True, decoder_bias=True, classifier_pooling="mean"),
     # decoder families bcosify has no adapter for (post-hoc explainers and the loader still handle them)
-    "qwen2": lambda: transformers.Qwen2Config(vocab_size=VOCAB, hidden_size=32, num_hidden_layers=2,
-                                              num_attention_heads=4, num_key_value_heads=2, intermediate_size=37,
-                                              max_position_embeddings=64, pad_token_id=PAD_ID),
-    "mistral": lambda: transformers.MistralConfig(vocab_size=VOCAB, hidden_size=32, num_hidden_layers=2,
-                                                  num_attention_heads=4, num_key_value_heads=2, intermediate_size=37,
-                                                  max_position_embeddings=64, pad_token_id=PAD_ID),
+    "olmo": lambda: transformers.OlmoConfig(**_DECODER),
+    "stablelm": lambda: transformers.StableLmConfig(**_DECODER),
 }
 
 #: (architecture, model class name) for every combination bcosify supports, from its adapter table.
@@ -39,12 +56,13 @@ ARCHITECTURES = [(model_type, name) for model_type, adapter in ADAPTERS.items() 
 #: the decoder families among them
 DECODERS = {model_type for model_type, adapter in ADAPTERS.items() if adapter.causal}
 #: (architecture, causal LM class) of decoder families without a B-cos adapter
-UNADAPTED_DECODERS = [("qwen2", "Qwen2ForCausalLM"), ("mistral", "MistralForCausalLM")]
+UNADAPTED_DECODERS = [("olmo", "OlmoForCausalLM"), ("stablelm", "StableLmForCausalLM")]
 
 
 def tiny_model(model_type: str, class_name: str, num_labels: int = 3, seed: int = 0,
                dtype: torch.dtype = torch.float32) -> torch.nn.Module:
-    """A tiny randomly initialised model in eval mode, with non-zero biases so their removal is visible."""
+    """A tiny randomly initialised model in eval mode, with non-zero biases so their removal is visible, and random
+    norm scales where they are stored as γ - 1 (Gemma: all zero at initialisation), so that a wrong norm shows."""
     torch.manual_seed(seed)
     config = _CONFIGS[model_type]()
     config.num_labels = num_labels
@@ -52,6 +70,8 @@ def tiny_model(model_type: str, class_name: str, num_labels: int = 3, seed: int 
     with torch.no_grad():
         for name, param in model.named_parameters():
             if name.endswith("bias"):
+                param.normal_(0, 0.1)
+            elif "norm" in name and name.endswith("weight") and not param.any():
                 param.normal_(0, 0.1)
     return model
 

@@ -8,8 +8,7 @@ import torch
 from torch import nn
 from transformers.pytorch_utils import Conv1D
 
-from ..nn import BCOS_ATTENTION, BcosLayerNorm, BcosLinear, BcosRMSNorm, DynamicActivation, GatedActivation
-from ..nn import register_bcos_attention
+from ..nn import BCOS_ATTENTION, BcosLinear, DynamicActivation, GatedActivation, SplitLinear, register_bcos_attention
 from .adapters import Adapter, adapter_for
 
 
@@ -117,29 +116,75 @@ def _set_submodule(model: nn.Module, name: str, module: nn.Module) -> None:
     setattr(model.get_submodule(parent_name) if parent_name else model, child, module)
 
 
+def is_activation_module(module: nn.Module) -> bool:
+    """An activation module of torch or transformers (``nn.Tanh``, ``GELUActivation``, ...)."""
+    return type(module).__module__ in ("torch.nn.modules.activation", "transformers.activations")
+
+
+def is_norm_module(module: nn.Module) -> bool:
+    """A normalisation module: ``nn.LayerNorm``, any ``*Norm`` class of a modeling file."""
+    return isinstance(module, nn.LayerNorm) or "norm" in type(module).__name__.lower()
+
+
+def _unknown(kind: str, name: str, module: nn.Module, adapter: Adapter, slot: str) -> ValueError:
+    return ValueError(
+        f"bcosify: {kind} {name!r} ({type(module).__name__}) of {adapter.model_type} has no role in its adapter; "
+        f"refusing to convert partially (keeping it would silently break the B-cos form). Add it to the "
+        f"adapter's {slot} in bcos/convert/adapters.py, or report this model class.")
+
+
 def _replacement(name: str, module: nn.Module, adapter: Adapter, activation: str, options: BcosOptions
                  ) -> nn.Module | None:
-    """The module that replaces ``module`` (None: leave it). Raises on a linear layer with no role."""
+    """The module that replaces ``module`` (None: leave it). Raises on a linear layer, norm or activation with no
+    role in the adapter."""
     if isinstance(module, (nn.Linear, Conv1D)):
         if _matches(name, adapter.bcos_linears):
             return _to_bcos_linear(module, options.b_for(name), options)
         if _matches(name, adapter.plain_linears):
             return _to_plain_linear(module, options)
-        raise ValueError(f"bcosify: linear layer {name!r} of {adapter.model_type} has no known role; refusing to "
-                         "convert partially. Please report this model class.")
-    if isinstance(module, nn.LayerNorm):
-        return BcosLayerNorm.from_layer_norm(module, keep_bias=not options.remove_biases)
-    if type(module).__name__.endswith("RMSNorm"):
-        return BcosRMSNorm.from_rms_norm(module)
+        raise _unknown("linear layer", name, module, adapter, "bcos_linears or plain_linears")
+    if is_norm_module(module):
+        converter = adapter.norms.get(type(module).__name__)
+        if converter is None:
+            raise _unknown("norm", name, module, adapter, "norms")
+        return converter(module, not options.remove_biases)
     if _matches(name, adapter.head_activations):
         return None if options.keep_head_activations else nn.Identity()
-    if options.keep_activations:
-        return None
     if _matches(name, adapter.gated_activations):
-        return GatedActivation(activation, module)
+        return None if options.keep_activations else GatedActivation(activation, module)
     if _matches(name, adapter.dynamic_activations):
-        return DynamicActivation(module)
+        return None if options.keep_activations else DynamicActivation(module)
+    if is_activation_module(module):
+        raise _unknown("activation", name, module, adapter, "gated_activations, dynamic_activations or "
+                                                           "head_activations")
     return None
+
+
+def unhandled_softcaps(model: nn.Module, adapter: Adapter) -> list[tuple[str, float]]:
+    """``(config key, cap)`` of each soft-cap ``c·tanh(x/c)`` (a tanh in the forward path) that ``model``'s config
+    turns on and its adapter does not handle."""
+    return [(key, value) for key, value in model.config.to_dict().items()
+            if "softcap" in key and value is not None and key not in adapter.softcaps]
+
+
+def _check_softcaps(model: nn.Module, adapter: Adapter) -> None:
+    unhandled = unhandled_softcaps(model, adapter)
+    if unhandled:
+        key, value = unhandled[0]
+        raise ValueError(f"bcosify: {type(model).__name__} applies a soft-cap c·tanh(x/c) ({key}={value}) that "
+                         f"the {adapter.model_type} adapter does not handle; it would stay a nonlinearity in the "
+                         "forward path. Set it to None (retraining) or add its handling to the adapter.")
+
+
+def _split_fused_linears(model: nn.Module, adapter: Adapter, report: ConversionReport) -> None:
+    """Replace each fused projection named in ``adapter.split_linears`` by a :class:`~bcos.nn.SplitLinear`."""
+    for name, module in list(model.named_modules()):
+        parts = next((names for pattern, names in adapter.split_linears.items()
+                      if fnmatch.fnmatchcase(name, pattern)), None)
+        if parts is not None:
+            split = SplitLinear.from_linear(module, parts)
+            _set_submodule(model, name, split)
+            report.add(name, module, split)
 
 
 def bcosify(
@@ -155,21 +200,26 @@ def bcosify(
 ) -> nn.Module:
     """Convert a loaded transformers model into a B-cos model, in place, and return it.
 
-    Supported: BERT, DistilBERT, RoBERTa (base model, sequence classification, masked LM) and GPT-2, Llama
-    (base model, causal LM, sequence classification). Every linear layer on the value/residual path becomes a
-    :class:`~bcos.nn.BcosLinear` initialised from its pre-trained weights; biases are removed; LayerNorm is
-    centred without β, RMSNorm and activations become dynamic scales; head activations are dropped; attention
-    runs through the registered B-cos attention function. See ``BcosOptions`` for the options.
+    Supported: BERT, DistilBERT, RoBERTa, ModernBERT (base model, sequence classification, masked LM) and GPT-2,
+    Llama, Qwen2, Qwen3, Mistral, Gemma, Gemma 2, Gemma 3 (text), Phi-3 (base model, causal LM, sequence
+    classification); ``supported_architectures()`` lists the classes. Every linear layer on the value/residual
+    path becomes a :class:`~bcos.nn.BcosLinear` initialised from its pre-trained weights; biases are removed;
+    LayerNorm is centred without β, RMSNorm and activations become dynamic scales; head activations are dropped;
+    attention runs through the registered B-cos attention function. See ``BcosOptions`` for the options. A norm,
+    activation module, linear layer or soft-cap the architecture's adapter does not know raises instead of being
+    kept. Check a conversion with :func:`bcos.verify` (``bcos.verify(bcosify(copy.deepcopy(m)), original=m)``).
 
     The report of what changed is ``model.bcos_report`` (print it); the options are stored in
     ``model.config.bcos`` so that :func:`bcos.load_pretrained` can rebuild a saved model.
 
     Raises:
-        ValueError: for an unsupported architecture (naming the supported ones) or an already converted model.
+        ValueError: for an unsupported architecture (naming the supported ones), an already converted model, a
+            module with no role in the adapter.
     """
     adapter = adapter_for(model)
     if getattr(model.config, "bcos", None) is not None:
         raise ValueError("this model is already a B-cos model (model.config.bcos is set); bcosify it only once")
+    _check_softcaps(model, adapter)
     options = BcosOptions(b=b, layer_b=dict(layer_b or {}), remove_biases=remove_biases,
                           normalize_weights=normalize_weights, keep_head_activations=keep_head_activations,
                           keep_activations=keep_activations, eps=eps)
@@ -185,6 +235,7 @@ def bcosify(
             replacement = builder(module)
             _set_submodule(model, name, replacement)
             report.add(name, module, replacement)
+    _split_fused_linears(model, adapter, report)
 
     activation = getattr(model.config, adapter.activation_key)
     for name, module in list(model.named_modules()):

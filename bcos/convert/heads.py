@@ -5,7 +5,10 @@ from collections import OrderedDict
 
 import torch
 from torch import nn
-from transformers.modeling_outputs import SequenceClassifierOutput
+from transformers.modeling_outputs import CausalLMOutputWithPast, SequenceClassifierOutput
+from transformers.modeling_utils import slice_logits_to_keep
+
+from ..nn import LogitSoftcap
 
 
 class FirstTokenClassificationHead(nn.Module):
@@ -56,7 +59,33 @@ class _DistilBertClassifierWithHeadActivation:
 def distilbert_head_activation_module(model: nn.Module) -> None:
     """Gives a DistilBertForSequenceClassification its head ReLU as the module ``model.head_activation``
     (in place: the class becomes a subclass with the forward of ``_DistilBertClassifierWithHeadActivation``)."""
-    model_class = type(model)
-    model.__class__ = type(model_class.__name__, (_DistilBertClassifierWithHeadActivation, model_class),
-                           {"__module__": __name__})
+    _override_forward(model, _DistilBertClassifierWithHeadActivation)
     model.head_activation = nn.ReLU()
+
+
+def _override_forward(model: nn.Module, forward_class: type) -> None:
+    """Make ``model`` an instance of a subclass of its class (same name) whose forward is ``forward_class``'s."""
+    model_class = type(model)
+    model.__class__ = type(model_class.__name__, (forward_class, model_class), {"__module__": __name__})
+
+
+class _CausalLMWithSoftcapModule:
+    """Forward of Gemma 2/3 ``*ForCausalLM`` with its functional final-logit soft-cap moved into the module
+    ``final_logit_softcap`` (``lm_head → final_logit_softcap``); with :class:`~bcos.nn.LogitSoftcap` of the
+    config's cap it computes the original forward. The loss is the model's own ``loss_function``."""
+
+    def forward(self, input_ids=None, attention_mask=None, labels=None, logits_to_keep=0, **kwargs):
+        outputs = self.model(input_ids=input_ids, attention_mask=attention_mask, **kwargs)
+        logits = self.final_logit_softcap(self.lm_head(slice_logits_to_keep(outputs.last_hidden_state, logits_to_keep)))
+        loss = None if labels is None else self.loss_function(logits, labels, self.vocab_size, **kwargs)
+        return CausalLMOutputWithPast(loss=loss, logits=logits, cache=outputs.cache,
+                                      hidden_states=outputs.hidden_states, attentions=outputs.attentions)
+
+
+def final_logit_softcap_module(model: nn.Module) -> None:
+    """Gives a Gemma 2/3 causal LM its final-logit soft-cap as the module ``model.final_logit_softcap`` (a dynamic
+    scale, :class:`~bcos.nn.LogitSoftcap`; identity when the config has no cap), in place like
+    :func:`distilbert_head_activation_module`."""
+    _override_forward(model, _CausalLMWithSoftcapModule)
+    cap = model.config.final_logit_softcapping
+    model.final_logit_softcap = LogitSoftcap(cap) if cap is not None else nn.Identity()

@@ -13,7 +13,7 @@ from .protocol import Explainer, last_real_token
 @contextmanager
 def eager_attention(model: nn.Module) -> Iterator[None]:
     """Run ``model`` with eager attention (the only implementation that returns probabilities), then restore
-    the previous implementation (e.g. ``sdpa`` or B-cos ``bcos_sdpa``, whose probabilities are the same)."""
+    the previous implementation (e.g. ``sdpa`` or B-cos ``bcos_attention``, whose probabilities are the same)."""
     previous = model.config._attn_implementation
     if previous != "eager":
         model.set_attn_implementation("eager")

@@ -51,13 +51,21 @@ class Explanation:
 
 
 class _BlockInputCapture:
-    """Forward pre-hook that records the hidden states entering the first transformer block."""
+    """Forward pre-hook that records the hidden states entering the first transformer block, made a leaf that
+    requires grad when nothing before it does (frozen embeddings, e.g. under LoRA)."""
 
     def __init__(self) -> None:
         self.hidden_states: torch.Tensor | None = None
 
-    def __call__(self, module: nn.Module, args: tuple, kwargs: dict) -> None:
-        self.hidden_states = args[0] if args else kwargs["hidden_states"]
+    def __call__(self, module: nn.Module, args: tuple, kwargs: dict) -> tuple[tuple, dict] | None:
+        hidden = args[0] if args else kwargs["hidden_states"]
+        if hidden.requires_grad:
+            self.hidden_states = hidden
+            return None
+        self.hidden_states = hidden.detach().requires_grad_(True)
+        if args:
+            return (self.hidden_states,) + args[1:], kwargs
+        return args, {**kwargs, "hidden_states": self.hidden_states}
 
 
 def _as_index(value: int | torch.Tensor, batch: int, name: str, device: torch.device) -> torch.Tensor:

@@ -1,7 +1,7 @@
 """B-cos layers and explanation mode (pure torch, plus transformers' attention registry)."""
-from .activation import GATES, DynamicActivation, GatedActivation
+from .activation import GATES, DynamicActivation, GatedActivation, LogitSoftcap
 from .attention import BCOS_ATTENTION, bcos_sdpa_attention_forward, register_bcos_attention
-from .linear import BcosLinear, BcosScale, bcos_transform
+from .linear import BcosLinear, BcosScale, SplitLinear, bcos_transform
 from .mode import dynamic, explanation_mode, is_explanation_mode
 from .norm import BcosLayerNorm, BcosRMSNorm
 
@@ -12,8 +12,10 @@ __all__ = [
     "BcosLinear",
     "BcosRMSNorm",
     "BcosScale",
+    "SplitLinear",
     "DynamicActivation",
     "GatedActivation",
+    "LogitSoftcap",
     "bcos_sdpa_attention_forward",
     "bcos_transform",
     "dynamic",

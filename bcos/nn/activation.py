@@ -75,3 +75,26 @@ class DynamicActivation(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return dynamic(self.activation(x))
+
+
+class LogitSoftcap(nn.Module):
+    """Final-logit soft-capping ``c · tanh(z / c)`` (Gemma 2 and 3) as a dynamic scale of ``z``.
+
+    ``c · tanh(z/c) = z · g(z)`` with ``g(z) = tanh(z/c) / (z/c)`` in (0, 1] (1 at z = 0): each logit is scaled
+    by a factor of its own, a dynamic weight, so the capped logits stay dynamic linear and keep the pre-trained
+    values. Outside explanation mode it computes ``c · tanh(z / c)`` as the model did. Shapes: elementwise.
+    """
+
+    def __init__(self, cap: float) -> None:
+        super().__init__()
+        self.cap = float(cap)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        if not is_explanation_mode():
+            return torch.tanh(z / self.cap) * self.cap
+        scaled = z.detach() / self.cap
+        gate = torch.where(scaled == 0, torch.ones_like(scaled), torch.tanh(scaled) / scaled)
+        return z * gate
+
+    def extra_repr(self) -> str:
+        return f"cap={self.cap}"

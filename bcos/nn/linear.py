@@ -130,7 +130,11 @@ class BcosLinear(nn.Module):
         return layer
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = bcos_transform(x, self.weight, self.b, self.eps, 1.0 if self.normalize_weights else 0.0)
+        return self.transform(x, self.weight)
+
+    def transform(self, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+        """This layer's B-cos transform with ``weight [out, in]`` in place of its own (e.g. with a LoRA update)."""
+        out = bcos_transform(x, weight, self.b, self.eps, 1.0 if self.normalize_weights else 0.0)
         if self.bias is not None:
             out = out + self.bias
         return out
@@ -140,3 +144,42 @@ class BcosLinear(nn.Module):
             f"in_features={self.in_features}, out_features={self.out_features}, b={self.b}, "
             f"normalize_weights={self.normalize_weights}, bias={self.bias is not None}"
         )
+
+
+class SplitLinear(nn.Module):
+    """A fused projection split into its parts: ``cat([part(x) for part in parts], -1)``.
+
+    Fused projections such as Phi-3's ``gate_up_proj`` or ModernBERT's ``Wi`` compute a gate (a dynamic weight,
+    kept linear) and a value path (a B-cos layer) in one matrix; split, each part gets its own role.
+    Shapes: ``[..., in_features]`` → ``[..., Σ part out_features]``.
+    """
+
+    def __init__(self, parts: dict[str, nn.Module]) -> None:
+        super().__init__()
+        self.part_names = tuple(parts)
+        for name, part in parts.items():
+            self.add_module(name, part)
+
+    @classmethod
+    def from_linear(cls, linear: nn.Linear, names: tuple[str, ...]) -> "SplitLinear":
+        """Split ``linear``'s output rows into ``len(names)`` equal chunks (copies of its weight and bias)."""
+        if linear.out_features % len(names):
+            raise ValueError(f"cannot split {linear} into {len(names)} equal parts")
+        size = linear.out_features // len(names)
+        parts = {}
+        for index, name in enumerate(names):
+            rows = slice(index * size, (index + 1) * size)
+            part = nn.Linear(linear.in_features, size, bias=linear.bias is not None, device=linear.weight.device,
+                             dtype=linear.weight.dtype)
+            with torch.no_grad():
+                part.weight.copy_(linear.weight[rows])
+                if linear.bias is not None:
+                    part.bias.copy_(linear.bias[rows])
+            parts[name] = part
+        return cls(parts)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([getattr(self, name)(x) for name in self.part_names], dim=-1)
+
+    def extra_repr(self) -> str:
+        return f"parts={self.part_names}"

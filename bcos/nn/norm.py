@@ -53,31 +53,37 @@ class BcosLayerNorm(nn.Module):
 
 
 class BcosRMSNorm(nn.Module):
-    """RMSNorm ``γ · x / rms(x)`` with rms a dynamic weight, computed in float32 like Llama's.
+    """RMSNorm ``(offset + γ) · x / rms(x)`` with rms a dynamic weight, computed in float32.
 
+    ``offset`` 0 is Llama's norm (``γ · (x/rms).to(dtype)``); Gemma stores ``γ - 1`` and scales by
+    ``1 + γ`` in float32 before casting back (``offset=1``).
     Shapes: ``[..., hidden]`` → ``[..., hidden]``.
     """
 
-    def __init__(self, hidden_size: int, eps: float = 1e-6) -> None:
+    def __init__(self, hidden_size: int, eps: float = 1e-6, offset: float = 0.0) -> None:
         super().__init__()
         self.eps = eps
-        self.weight = nn.Parameter(torch.ones(hidden_size))
+        self.offset = float(offset)
+        self.weight = nn.Parameter(torch.ones(hidden_size) - self.offset)
 
     @classmethod
-    def from_rms_norm(cls, norm: nn.Module) -> "BcosRMSNorm":
-        """Build from a Hugging Face ``*RMSNorm`` (attributes ``weight`` and ``variance_epsilon``), sharing γ."""
+    def from_rms_norm(cls, norm: nn.Module, offset: float = 0.0) -> "BcosRMSNorm":
+        """Build from a Hugging Face ``*RMSNorm`` (attributes ``weight`` and ``variance_epsilon`` or ``eps``),
+        sharing γ; ``offset`` is what the norm adds to γ (1 for Gemma's ``1 + γ``)."""
         eps = getattr(norm, "variance_epsilon", getattr(norm, "eps", None))
         if eps is None:
             raise ValueError(f"cannot read the epsilon of {type(norm).__name__}")
-        layer = cls(norm.weight.shape[0], eps=eps)
+        layer = cls(norm.weight.shape[0], eps=eps, offset=offset)
         layer.weight = norm.weight
         return layer
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         input_dtype = x.dtype
         x32 = x.to(torch.float32) if input_dtype in (torch.float16, torch.bfloat16) else x
-        inv_rms = torch.rsqrt(x32.square().mean(dim=-1, keepdim=True) + self.eps)
-        return self.weight * (x32 * dynamic(inv_rms)).to(input_dtype)
+        normalized = x32 * dynamic(torch.rsqrt(x32.square().mean(dim=-1, keepdim=True) + self.eps))
+        if self.offset:
+            return (normalized * (self.offset + self.weight.to(normalized.dtype))).to(input_dtype)
+        return self.weight * normalized.to(input_dtype)
 
     def extra_repr(self) -> str:
-        return f"{self.weight.shape[0]}, eps={self.eps}"
+        return f"{self.weight.shape[0]}, eps={self.eps}" + (f", offset={self.offset}" if self.offset else "")
