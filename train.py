@@ -10,27 +10,32 @@
 
 The model is named once (``model.model_name_or_path``; the data's tokenizer follows it), and so is the number
 of labels (``model.num_labels``; by default inferred from the data). TensorBoard logs go to
-``runs/<name>/version_<n>/``, checkpoints to its ``checkpoints/`` (the best by ``val/acc``, and ``last.ckpt``:
+``runs/<name>/version_<n>/``, checkpoints to its ``checkpoints/`` (the best by the module's monitor, and ``last.ckpt``:
 the state at the latest validation) and the best model in Hugging Face format to its ``hf_export/``.
 ``fit --ckpt_path last`` continues the newest run of that name that has a ``last.ckpt`` (optimizer, schedule
 and step count included). Several ``--config`` files compose, later ones overriding earlier ones.
 
-A config whose ``model`` is ``class_path: lightning_modules.CausalLanguageModel`` (the decoder configs) runs
-:class:`CausalLMTrainCLI` instead: ``lightning_modules.CausalLanguageModel`` on
-``datamodules.LanguageModelingDataModule``, checkpoints by ``val/loss``.
+The model and the data are classes chosen by ``class_path`` (subclass mode): by default
+``lightning_modules.SequenceClassifier`` on ``datamodules.TextClassificationDataModule`` (a config may then give
+their arguments directly, without ``class_path``); the decoder configs name ``lightning_modules.CausalLanguageModel``
+on ``datamodules.LanguageModelingDataModule``. The best checkpoint is chosen by the module's ``monitor`` (``val/acc``
+for the classifier, ``val/loss`` for the causal LM) unless ``--checkpoint.monitor`` says otherwise.
 """
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
-import yaml
 from jsonargparse import Namespace
+from jsonargparse.typing import import_object
+from lightning.pytorch import LightningDataModule
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
-from datamodules import LanguageModelingDataModule, TextClassificationDataModule
-from lightning_modules import CausalLanguageModel, HFExport, SequenceClassifier
+from callbacks import HFExport
+from lightning_modules import BcosModule
+
+DEFAULT_MODEL = "lightning_modules.SequenceClassifier"
+DEFAULT_DATA = "datamodules.TextClassificationDataModule"
 
 
 def continue_latest_version(logger: object) -> None:
@@ -48,14 +53,12 @@ def continue_latest_version(logger: object) -> None:
 
 
 class TrainCLI(LightningCLI):
-    """LightningCLI with a ModelCheckpoint on ``val/acc``, the Hugging Face export, a learning-rate monitor and the
-    tokenizer linked to the model."""
-
-    monitor = {"checkpoint.monitor": "val/acc", "checkpoint.mode": "max"}
+    """LightningCLI with a ModelCheckpoint on the module's ``monitor``, the Hugging Face export, a learning-rate
+    monitor and the tokenizer (and a classifier's ``num_labels``) linked from the model to the data."""
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        parser.set_defaults({"model": {"class_path": DEFAULT_MODEL}, "data": {"class_path": DEFAULT_DATA}})
         parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
-        parser.set_defaults(self.monitor)
         # Lightning 2.6 refreshes ModelCheckpoint's own last.ckpt only when a new best is saved; resuming needs
         # the latest state, so last.ckpt comes from a second checkpoint that saves at every validation
         parser.add_lightning_class_args(ModelCheckpoint, "last_checkpoint")
@@ -64,16 +67,18 @@ class TrainCLI(LightningCLI):
         parser.add_lightning_class_args(HFExport, "export")
         parser.add_lightning_class_args(LearningRateMonitor, "lr_monitor")
         parser.set_defaults({"lr_monitor.logging_interval": "step"})
-        self.link_model_and_data(parser)
-
-    def link_model_and_data(self, parser: LightningArgumentParser) -> None:
-        parser.link_arguments("model.model_name_or_path", "data.tokenizer")
-        # set once on the model (None: inferred from the data); the data checks its labels against it
-        parser.link_arguments("model.num_labels", "data.num_labels")
+        parser.link_arguments("model.init_args.model_name_or_path", "data.init_args.tokenizer")
 
     def before_instantiate_classes(self) -> None:
-        if self.subcommand == "fit" and self.config.fit.ckpt_path == "last":
-            continue_latest_version(self.config.fit.trainer.logger)
+        config = self.config[self.subcommand]
+        model, data = config.model.init_args, config.data.init_args
+        # set once on the model (None: inferred from the data); the data checks its labels against it
+        if model.get("num_labels") is not None and "num_labels" in data:
+            data.num_labels = model.num_labels
+        if config.checkpoint.monitor is None:
+            config.checkpoint.monitor, config.checkpoint.mode = import_object(config.model.class_path).monitor
+        if self.subcommand == "fit" and config.ckpt_path == "last":
+            continue_latest_version(config.trainer.logger)
 
     def after_fit(self) -> None:
         trainer = self.trainer
@@ -88,42 +93,13 @@ class TrainCLI(LightningCLI):
                 print(f"Hugging Face export of the best model: {callback.export_dir(trainer)}")
 
 
-class CausalLMTrainCLI(TrainCLI):
-    """:class:`TrainCLI` for decoder LMs: the model and data are given by ``class_path`` (subclasses of
-    ``CausalLanguageModel`` and ``LanguageModelingDataModule``), the best checkpoint has the lowest ``val/loss``."""
-
-    monitor = {"checkpoint.monitor": "val/loss", "checkpoint.mode": "min"}
-
-    def link_model_and_data(self, parser: LightningArgumentParser) -> None:
-        parser.link_arguments("model.init_args.model_name_or_path", "data.init_args.tokenizer")
-
-
-def _config_files(args: list[str]) -> list[str]:
-    """The files given to ``--config`` / ``-c`` in ``args``."""
-    files = [arg.split("=", 1)[1] for arg in args if arg.startswith("--config=")]
-    return files + [value for flag, value in zip(args, args[1:]) if flag in ("--config", "-c")]
-
-
-def selects_causal_lm(args: list[str]) -> bool:
-    """Whether a config file in ``args`` (or ``--model X`` / ``--model=X``) names ``CausalLanguageModel`` as the model's class."""
-    named = [value for flag, value in zip(args, args[1:]) if flag == "--model"]
-    named += [arg.split("=", 1)[1] for arg in args if arg.startswith("--model=")]
-    for path in _config_files(args):
-        config = yaml.safe_load(Path(path).read_text()) if Path(path).is_file() else None
-        model = config.get("model") if isinstance(config, dict) else None
-        if isinstance(model, dict):
-            named.append(str(model.get("class_path", "")))
-    return any(name.endswith("CausalLanguageModel") for name in named)
-
-
 def main(args: list[str] | None = None) -> TrainCLI:
     """Runs the CLI on ``args`` (default: the command line) and returns it (``.trainer``, ``.model``)."""
-    causal = selects_causal_lm(sys.argv[1:] if args is None else args)
-    return (CausalLMTrainCLI if causal else TrainCLI)(
-        CausalLanguageModel if causal else SequenceClassifier,
-        LanguageModelingDataModule if causal else TextClassificationDataModule,
-        subclass_mode_model=causal,
-        subclass_mode_data=causal,
+    return TrainCLI(
+        BcosModule,
+        LightningDataModule,
+        subclass_mode_model=True,
+        subclass_mode_data=True,
         trainer_defaults={"logger": {"class_path": "lightning.pytorch.loggers.TensorBoardLogger",
                                      "init_args": {"save_dir": "runs"}}},
         parser_kwargs={"allow_abbrev": False},  # a misspelt option is an error, not a prefix of another

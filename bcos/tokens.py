@@ -2,6 +2,8 @@
 are, and which id pads."""
 from __future__ import annotations
 
+import bisect
+import re
 from collections.abc import Iterable
 
 import torch
@@ -42,3 +44,18 @@ def last_real_token(attention_mask: torch.Tensor) -> torch.Tensor:
     """``[batch]`` index of the last attended token of each row (left or right padding)."""
     arange = torch.arange(attention_mask.shape[-1], device=attention_mask.device)
     return (attention_mask.bool() * (arange + 1)).argmax(dim=-1)
+
+
+def whitespace_word_ids(text: str, offsets: list[tuple[int, int]]) -> list[int]:
+    """For each token (character span in ``text``), the index of the whitespace word it overlaps, else -1.
+
+    Special tokens have empty spans and get -1. Works for any fast tokenizer, also those whose spans include
+    the leading space (byte-level BPE).
+    """
+    spans = [match.span() for match in re.finditer(r"\S+", text)]
+    starts = [start for start, _ in spans]
+    ids = []
+    for start, end in offsets:
+        word = bisect.bisect_right(starts, end - 1) - 1
+        ids.append(word if start < end and word >= 0 and spans[word][1] > start else -1)
+    return ids

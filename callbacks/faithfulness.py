@@ -21,7 +21,7 @@ from bcos import Model, load, load_tokenizer
 from bcos.evaluate import SCORES, Examples, MethodResult, MetricSettings, score_method, seqpg_instances
 from bcos.explain import EXPLAINERS, explainer_for
 from bcos.metrics import DEFAULT_FRACTIONS
-from callbacks.heatmaps import heatmap_figure
+from bcos.viz import TokenHeatmap, heatmap_figure
 
 REFERENCE_SUFFIX = "@reference"
 
@@ -45,7 +45,7 @@ def isolated_evaluation(module: nn.Module) -> Iterator[None]:
 
 
 class FaithfulnessCallback(Callback):
-    """Explains a fixed probe subset of the validation set after every ``every_n_epochs``-th validation run and
+    """Explains a fixed probe subset of the validation set after every ``every_n_validations``-th validation run and
     logs how faithful the explanations are.
 
     Logged (rank zero): ``faithfulness/<metric>/<method>`` (comprehensiveness and sufficiency as AOPC x 100, seqpg,
@@ -75,8 +75,9 @@ class FaithfulnessCallback(Callback):
             (segments of exactly this many tokens; ``seqpg_instances`` caps their number). Without any instance
             (e.g. a model that predicts one class only) seqpg is not logged.
         heatmaps: number of probe examples drawn as heatmap figures.
-        every_n_epochs: evaluate on every n-th validation run (validation runs triggered by
+        every_n_validations: evaluate on every n-th validation run (validation runs triggered by
             ``val_check_interval`` count too).
+        every_n_epochs: deprecated name of ``every_n_validations``.
         explain_batch_size: probe examples per explainer call.
     """
 
@@ -93,7 +94,8 @@ class FaithfulnessCallback(Callback):
         seqpg_segments: int = 2,
         seqpg_instances: int | None = None,
         heatmaps: int = 3,
-        every_n_epochs: int = 1,
+        every_n_validations: int = 1,
+        every_n_epochs: int | None = None,
         explain_batch_size: int = 16,
     ) -> None:
         unknown = [name for name in methods if name not in EXPLAINERS]
@@ -102,8 +104,12 @@ class FaithfulnessCallback(Callback):
         stray = sorted(set(method_params or {}) - set(methods))
         if stray:
             raise ValueError(f"method_params for methods that are not configured: {stray}")
-        if probe_size < 1 or every_n_epochs < 1:
-            raise ValueError("probe_size and every_n_epochs must be at least 1")
+        if every_n_epochs is not None:
+            warnings.warn("FaithfulnessCallback(every_n_epochs=...) is deprecated: it counts validation runs; use "
+                          "every_n_validations", FutureWarning, stacklevel=2)
+            every_n_validations = every_n_epochs
+        if probe_size < 1 or every_n_validations < 1:
+            raise ValueError("probe_size and every_n_validations must be at least 1")
         self.methods = list(methods)
         self.method_params = dict(method_params or {})
         self.reference_checkpoint = reference_checkpoint
@@ -111,7 +117,7 @@ class FaithfulnessCallback(Callback):
         self.settings = MetricSettings(list(metrics), list(fractions), seqpg_segment_length, seqpg_segments,
                                        seqpg_instances=seqpg_instances, explain_batch_size=explain_batch_size)
         self.heatmaps = heatmaps
-        self.every_n_epochs = every_n_epochs
+        self.every_n_validations = every_n_validations
         self._validations = 0
         self._tokenizer = None
         self._reference: Model | None = None
@@ -140,7 +146,7 @@ class FaithfulnessCallback(Callback):
         if trainer.sanity_checking:
             return
         self._validations += 1
-        if (self._validations - 1) % self.every_n_epochs:
+        if (self._validations - 1) % self.every_n_validations:
             return
         if trainer.is_global_zero:
             with isolated_evaluation(pl_module):
@@ -176,8 +182,8 @@ class FaithfulnessCallback(Callback):
     def _score(self, classifier: Model, methods: list[str], probe: Examples,
                settings: MetricSettings) -> dict[str, MethodResult]:
         instances = seqpg_instances(classifier, probe, settings) if "seqpg" in settings.metrics else None
-        return {method: score_method(classifier, explainer_for(classifier, method, self.method_params.get(method)), probe,
-                                     instances, settings) for method in methods}
+        return {method: score_method(classifier, explainer_for(classifier, method, self.method_params.get(method)),
+                                     probe, instances, settings) for method in methods}
 
     def evaluate(self, trainer: Trainer, pl_module: LightningModule) -> dict[str, MethodResult]:
         """Results by logged method name: the configured methods on ``pl_module.model``, and the post-hoc ones on
@@ -231,7 +237,7 @@ class FaithfulnessCallback(Callback):
             tokens = self._tokenizer.convert_ids_to_tokens(probe.input_ids[index, real].tolist())
             rows = {name: result.attributions[index, real.to(result.attributions.device)]
                     for name, result in results.items()}
-            yield heatmap_figure(tokens, rows, f"probe example {index}, label {int(probe.labels[index])}")
+            yield heatmap_figure(TokenHeatmap(tokens, rows, f"probe example {index}, label {int(probe.labels[index])}"))
 
 
 def custom_scalars_layout(metrics: Sequence[str]) -> dict[str, dict[str, list]]:

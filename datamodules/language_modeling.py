@@ -13,7 +13,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 from transformers import PreTrainedTokenizerBase
 
-from datamodules.sources import HUB_DATASETS, resolve_source
+from bcos.data.sources import HUB_DATASETS, resolve_source
 from datamodules.text_classification import load_checked_tokenizer
 
 TEXT_SUFFIX = ".txt"

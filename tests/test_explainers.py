@@ -3,7 +3,7 @@ import pytest
 import torch
 
 import bcos
-from bcos.explain import EXPLAINERS, Attribution, get_explainer
+from bcos.explain import EXPLAINERS, AttributionResult, get_explainer
 from bcos.nn import BCOS_ATTENTION
 from test_metrics import CLS, PAD, SEP, SPECIAL, bag_of_words, batch
 from tiny_models import tiny_batch, tiny_model
@@ -46,7 +46,10 @@ def test_every_explainer_runs_and_zeroes_padding(name, model_and_batch):
     explainer = get_explainer(name, model, SPECIAL_IDS)
     with torch.inference_mode():  # as in Lightning's validation loop
         attribution = explainer.attribute(ids, mask)
-    assert isinstance(attribution, Attribution) and attribution.seconds > 0
+    assert isinstance(attribution, AttributionResult) and attribution.seconds > 0
+    with pytest.warns(FutureWarning, match="bcos.explain.Attribution is deprecated"):
+        from bcos.explain import Attribution
+    assert Attribution is AttributionResult
     assert attribution.scores.shape == ids.shape and attribution.scores.dtype == torch.float32
     assert torch.all(attribution.scores[mask == 0] == 0) and torch.isfinite(attribution.scores).all()
     assert attribution.scores[mask == 1].abs().sum() > 0

@@ -7,6 +7,7 @@ import json
 import math
 import os
 from pathlib import Path
+from types import SimpleNamespace
 
 import lightning as L
 import pytest
@@ -142,7 +143,7 @@ def test_cli_usage_errors_come_before_loading_models(two_suites, tmp_path, monke
              f"--method-params names unknown methods ['nope']; available: {known}"),
     ):
         with pytest.raises(SystemExit) as exit_:
-            evaluate_lm(["--original", "m", "--out", str(tmp_path / "out"), *extra])
+            evaluate_lm(["--conventional", "m", "--out", str(tmp_path / "out"), *extra])
         assert exit_.value.code == 2
         assert capsys.readouterr().err.strip().splitlines()[-1] == f"python -m bcos.evaluate.lm: error: {message}"
 
@@ -154,11 +155,13 @@ def test_cli_subsets_and_method_params_reach_the_evaluation(two_suites, tmp_path
         seen.update(files=files, params=params)
         raise _Stop
 
-    monkeypatch.setattr("bcos.cli.evaluate_lm.load", lambda path, **kwargs: object())
+    monkeypatch.setattr("bcos.cli.evaluate_lm.load", lambda path, **kwargs: SimpleNamespace(model=torch.nn.Identity()))
     monkeypatch.setattr("bcos.cli.evaluate_lm.evaluate_pairs", evaluate)
-    with pytest.raises(_Stop):
-        evaluate_lm(["--original", "m", "--out", str(tmp_path / "out"), "--subsets", "b",
+    with pytest.raises(_Stop), pytest.warns(FutureWarning) as warned:  # the old flag names still work
+        evaluate_lm(["--original", "m", "--out", str(tmp_path / "out"), "--subsets", "b", "--max-rows", "3",
                      "--method-params", '{"integrated_gradients": {"internal_batch_size": 2}, "occlusion": {"x": 1}}'])
+    assert [str(w.message) for w in warned] == ["--original is deprecated; use --conventional",
+                                                "--max-rows is deprecated; use --max-examples"]
     assert seen["files"] == {("blimp", "b"): two_suites / "blimp" / "b.jsonl"}
     assert seen["params"] == {"integrated_gradients": {"n_steps": 10, "internal_batch_size": 2}, "occlusion": {"x": 1}}
 
@@ -220,8 +223,8 @@ def test_a_trained_tiny_bcos_decoder_is_evaluated_on_blimp(trained, tmp_path, mo
     original_dir, bcos_dir, losses = trained
     assert losses[1] < losses[0] - 0.5, losses  # the loss fell
     monkeypatch.setenv("BCOS_DATA_DIR", str(SHARED_DATA))
-    results = evaluate_lm(["--bcos", str(bcos_dir), "--original", str(original_dir), "--suites", "blimp",
-                           "--subsets", ",".join(BLIMP_SUBSETS), "--max-rows", str(ROWS),
+    results = evaluate_lm(["--bcos", str(bcos_dir), "--conventional", str(original_dir), "--suites", "blimp",
+                           "--subsets", ",".join(BLIMP_SUBSETS), "--max-examples", str(ROWS),
                            "--method-params", '{"integrated_gradients": {"n_steps": 4}}', "--batch-size", "5",
                            "--out", str(tmp_path / "out"), "--no-progress"])
     assert (tmp_path / "out" / "results.md").read_text().count("| blimp |") > 10
@@ -240,13 +243,13 @@ def test_a_trained_tiny_bcos_decoder_is_evaluated_on_blimp(trained, tmp_path, mo
     assert skipped["regular_plural_subject_verb_agreement_1"]["evidence_is_whole_prefix"] >= 1
 
     # competence: recomputed here from the models' own logits, pair by pair
-    for name, folder in (("original", original_dir), ("bcos", bcos_dir)):
+    for name, folder in (("conventional", original_dir), ("bcos", bcos_dir)):
         assert_competence_recomputed(results, name, folder, tokenizer)
 
     # alignment: one row per method and subset on the right model, scores in range and not constant
     alignment = [row for row in results["alignment"] if row["subset"] != "all"]
     methods = {(row["model"], row["method"]) for row in alignment}
-    assert methods == {("-", "random"), ("bcos", "bcos"), *(("original", m) for m in
+    assert methods == {("-", "random"), ("bcos", "bcos"), *(("conventional", m) for m in
                                                              ("input_x_gradient", "saliency", "integrated_gradients",
                                                               "occlusion"))}
     for row in alignment:
@@ -259,18 +262,18 @@ def test_a_trained_tiny_bcos_decoder_is_evaluated_on_blimp(trained, tmp_path, mo
     assert len({round(row["mrr"], 6) for row in alignment}) > 3
 
 
-def test_the_original_may_be_a_decoder_family_without_a_bcos_adapter(tmp_path, monkeypatch):
+def test_the_conventional_decoder_may_be_of_a_family_without_a_bcos_adapter(tmp_path, monkeypatch):
     """A conventional OLMo (no adapter in bcosify) is scored and explained by the post-hoc methods."""
     if not (SHARED_DATA / "blimp").is_dir():
         pytest.skip(f"no BLiMP data at {SHARED_DATA / 'blimp'} (set BCOS_DATA_DIR)")
     original = make_tiny_decoder(tmp_path / "olmo", "olmo")
     monkeypatch.setenv("BCOS_DATA_DIR", str(SHARED_DATA))
-    results = evaluate_lm(["--original", str(original), "--suites", "blimp", "--subsets", BLIMP_SUBSETS[0],
-                           "--max-rows", str(ROWS), "--methods", "input_x_gradient,occlusion", "--batch-size", "5",
+    results = evaluate_lm(["--conventional", str(original), "--suites", "blimp", "--subsets", BLIMP_SUBSETS[0],
+                           "--max-examples", str(ROWS), "--methods", "input_x_gradient,occlusion", "--batch-size", "5",
                            "--out", str(tmp_path / "out"), "--no-progress"])
-    assert_competence_recomputed(results, "original", original, transformers.AutoTokenizer.from_pretrained(original),
-                                 BLIMP_SUBSETS[:1])
+    tokenizer = transformers.AutoTokenizer.from_pretrained(original)
+    assert_competence_recomputed(results, "conventional", original, tokenizer, BLIMP_SUBSETS[:1])
     alignment = [row for row in results["alignment"] if row["subset"] != "all"]
     assert {(row["model"], row["method"]) for row in alignment} == {
-        ("-", "random"), ("original", "input_x_gradient"), ("original", "occlusion")}
+        ("-", "random"), ("conventional", "input_x_gradient"), ("conventional", "occlusion")}
     assert all(0 < row["mrr"] <= 1 for row in alignment)

@@ -95,6 +95,7 @@ def test_fit_writes_tensorboard_checkpoints_and_a_reloadable_export(fitted, tiny
     run = fitted["run"]
     assert f"TensorBoard logs: {run}" in fitted["stdout"]
     assert f"Hugging Face export of the best model: {run / 'hf_export'}" in fitted["stdout"]
+    assert "monitor: val/acc" in (run / "config.yaml").read_text()  # SequenceClassifier.monitor
 
     logged = scalars(run)
     assert [step for step, _ in logged["val/acc"]] == [1, 3]  # validation after steps 2 and 4
@@ -180,7 +181,9 @@ def test_unknown_config_key_fails_with_the_cli_error(tiny, tmp_path, capsys, no_
     with pytest.raises(SystemExit) as exit_info:
         train.main(["fit", "--config", str(tiny_config(tmp_path, tiny)), "--config", str(bad)])
     assert exit_info.value.code == 2
-    assert "error: Subcommand 'fit' does not accept option 'model.learning_rat'" in capsys.readouterr().err
+    error = capsys.readouterr().err
+    assert ("Problem with given class_path 'lightning_modules.SequenceClassifier':\n        Option 'learning_rat' is not "
+            "accepted") in error and 'error: Parser key "model"' in error
     with pytest.raises(SystemExit):
         train.main(["fit", "--config", str(tiny_config(tmp_path, tiny)), "--trainer.max_step", "3"])
     assert "error: unrecognized arguments: --trainer.max_step 3" in capsys.readouterr().err
@@ -195,16 +198,16 @@ def test_shipped_configs_parse(config, capsys, no_command_line):
         train.main(["fit", "--config", str(config), "--print_config"])
     assert exit_info.value.code in (0, None)
     printed = capsys.readouterr().out
-    model = re.search(r"^  model_name_or_path: (\S+)$", printed, re.M).group(1)
-    bcos_flag = re.search(r"^  bcos: (true|false)$", printed, re.M).group(1)
-    dataset = re.search(r"^  dataset: (\S+)$", printed, re.M).group(1)
+    model = re.search(r"^    model_name_or_path: (\S+)$", printed, re.M).group(1)  # under init_args
+    bcos_flag = re.search(r"^    bcos: (true|false)$", printed, re.M).group(1)
+    dataset = re.search(r"^    dataset: (\S+)$", printed, re.M).group(1)
     if config.stem == "quickstart":
         assert (model, bcos_flag, dataset) == ("sentence-transformers/all-MiniLM-L6-v2", "true", "sst2")
     else:
         family, data_name, kind = config.stem.split("_", 1)[0], *config.stem.split("_", 1)[1].rsplit("_", 1)
         assert model == {"minilm": "sentence-transformers/all-MiniLM-L6-v2", "bert-base": "bert-base-uncased"}[family]
         assert (bcos_flag, dataset) == ({"bcos": "true", "conventional": "false"}[kind], data_name)
-    assert "monitor: val/acc" in printed and "save_dir: runs" in printed
+    assert "class_path: lightning_modules.SequenceClassifier" in printed and "save_dir: runs" in printed
 
 
 @pytest.mark.parametrize("config", [path for path in CONFIGS if path.stem.endswith("_bcos") or path.stem == "quickstart"],

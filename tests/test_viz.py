@@ -179,14 +179,3 @@ def test_next_token_and_contrastive_heatmaps(tokenizer):
     assert list(heatmap.probabilities.values()) == sorted(heatmap.probabilities.values(), reverse=True)
     assert heatmap.prediction == repr(tokenizer.decode([int(explanation.prediction[2])]))
     assert "rather than" in heatmap_document([heatmap])
-
-
-def test_the_callback_draws_with_the_library_renderer():
-    from callbacks.heatmaps import heatmap_figure as callback_figure
-
-    rows = {name: torch.tensor(scores) for name, scores in SCORES.items()}
-    figure = callback_figure(TOKENS, rows, "probe example 0")
-    image = figure.axes[0].images[0]
-    assert image.get_cmap().name == colors.colormap().name
-    expected = heatmap_figure(TokenHeatmap(TOKENS, rows, "probe example 0")).axes[0].images[0]
-    assert torch.equal(torch.as_tensor(image.get_array()), torch.as_tensor(expected.get_array()))

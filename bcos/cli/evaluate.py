@@ -4,60 +4,50 @@
         --dataset sst2 --split validation --max-examples 200 --out results/sst2
 
 B-cos explains the B-cos model, the post-hoc methods explain the conventional model (and, with
-``--posthoc-on-bcos``, the B-cos model too). Models are Hugging Face folders (a run's ``hf_export/``) or Lightning
-``.ckpt`` files. Writes ``results.md``, ``results.csv`` and ``results.json`` into ``--out``.
+``--posthoc-on-bcos``, the B-cos model too). Models are anything :func:`bcos.load` reads (a run's ``hf_export/``,
+a hub id, a Lightning ``.ckpt``). Writes ``results.md``, ``results.csv`` and ``results.json`` into ``--out``.
 """
 from __future__ import annotations
 
 import argparse
 import json
-import platform
-import sys
 import warnings
 from collections.abc import Sequence
-from datetime import datetime, timezone
 from typing import Any
 
-import captum
-import torch
-import transformers
 from tqdm.auto import tqdm
 
-from .. import __version__
+from ..data import Split, read_split, tokenize_split
+from ..evaluate.core import METRICS, MetricSettings, accuracy, score_method, seqpg_instances
+from ..evaluate.report import write_report
 from ..explain import EXPLAINERS, explainer_for
 from ..handle import Model
 from ..loader import load
 from ..metrics import DEFAULT_FRACTIONS
-from ..evaluate.core import METRICS, MetricSettings, accuracy, score_method, seqpg_instances
-from ..evaluate.data import read_rows, split_file, tokenize_rows
-from ..evaluate.report import write_report
+from .common import add_comparison_models, add_device, add_max_examples, names, new_parser, provenance
 
+PROG = "python -m bcos.evaluate"
 POSTHOC = tuple(name for name in EXPLAINERS if name != "bcos")
 
 
-def _names(text: str) -> list[str]:
-    return [name.strip() for name in text.split(",") if name.strip()]
-
-
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m bcos.evaluate", description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--bcos", help="the B-cos model: a Hugging Face folder (hf_export/) or a Lightning .ckpt")
-    p.add_argument("--conventional", help="the conventional model of the same task (folder or .ckpt)")
-    p.add_argument("--dataset", default="sst2", help="sst2, imdb, ag_news, hatexplain ($BCOS_DATA_DIR/<name>/), a "
-                   "folder of <split>.jsonl files, or a .jsonl file")
+    p = new_parser(PROG, __doc__)
+    add_comparison_models(p, "the B-cos classifier: a model folder (a run's hf_export/), a hub id or a Lightning .ckpt",
+                          "the conventional classifier of the same task (folder, hub id or .ckpt)")
+    p.add_argument("--dataset", default="sst2", help="sst2, imdb, ag_news, hatexplain ($BCOS_DATA_DIR/<name>/, else "
+                   "the Hub), a folder of <split>.jsonl/.csv files, or one such file (used as the split)")
     p.add_argument("--split", default="validation")
-    p.add_argument("--methods", type=_names, default=None,
+    p.add_argument("--methods", type=names, default=None,
                    help=f"comma-separated, of: {', '.join(EXPLAINERS)} (default: bcos with --bcos, every post-hoc "
                    "method with --conventional)")
     p.add_argument("--method-params", type=json.loads, default={},
                    help='JSON of explainer parameters by method, e.g. \'{"integrated_gradients": {"n_steps": 20}}\'')
     p.add_argument("--posthoc-on-bcos", action="store_true", help="also explain the B-cos model with post-hoc methods")
-    p.add_argument("--metrics", type=_names, default=list(METRICS),
+    p.add_argument("--metrics", type=names, default=list(METRICS),
                    help="comma-separated; plausibility applies to data with rationales (hatexplain)")
-    p.add_argument("--max-examples", type=int, default=None, help="the first N usable examples of the split")
+    add_max_examples(p, "the first N usable examples of the split")
     p.add_argument("--max-length", type=int, default=64, help="tokens per example (truncation)")
-    p.add_argument("--fractions", type=lambda text: [float(f) for f in _names(text)], default=list(DEFAULT_FRACTIONS))
+    p.add_argument("--fractions", type=lambda text: [float(f) for f in names(text)], default=list(DEFAULT_FRACTIONS))
     p.add_argument("--seqpg-segment-length", type=int, default=10)
     p.add_argument("--seqpg-segments", type=int, default=2)
     p.add_argument("--seqpg-confidence", type=float, default=0.5)
@@ -68,8 +58,8 @@ def parser() -> argparse.ArgumentParser:
                    help="inverse temperature of the B-cos model's probabilities (default: the one it was trained "
                    "with, from the .ckpt or the export's config.logit_scale)")
     p.add_argument("--conventional-logit-scale", type=float, default=None)
-    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    p.add_argument("--out", required=True, help="output folder")
+    add_device(p)
+    p.add_argument("--out", required=True, help="output folder (results.md, results.csv, results.json)")
     return p
 
 
@@ -123,13 +113,15 @@ def _explainer_settings(explainer) -> dict[str, Any]:
             if isinstance(value, (bool, int, float, str, tuple, type(None)))}
 
 
-def evaluate(args: argparse.Namespace, runs: list[tuple[str, str]], models: dict[str, Model],
-             rows: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """Score every ``(method, role)`` of ``runs`` on ``rows``; returns the table rows and the settings summary."""
+def evaluate(args: argparse.Namespace, runs: list[tuple[str, str]], models: dict[str, Model], split: Split,
+             argv: Sequence[str] | None = None) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Score every ``(method, role)`` of ``runs`` on the rows of ``split``; returns the table rows and the settings
+    summary."""
     settings = MetricSettings(args.metrics, args.fractions, args.seqpg_segment_length, args.seqpg_segments,
                               args.seqpg_confidence, args.seqpg_instances, args.seed, args.batch_size)
-    examples = {role: tokenize_rows(rows, model.tokenizer, args.max_length).to(args.device)
+    examples = {role: tokenize_split(split, model.tokenizer, args.max_length).to(args.device)
                 for role, model in models.items()}
+    n_examples = len(split.rows)
     accuracies = {role: accuracy(model, examples[role]) for role, model in models.items()}
     instances = {role: seqpg_instances(model, examples[role], settings) if "seqpg" in args.metrics else None
                  for role, model in models.items()}
@@ -137,25 +129,23 @@ def evaluate(args: argparse.Namespace, runs: list[tuple[str, str]], models: dict
     for method, role in runs:
         classifier = models[role]
         explainer = explainer_for(classifier, method, args.method_params.get(method))
-        with tqdm(total=len(rows), desc=f"{method} ({role})", unit="ex") as bar:
+        with tqdm(total=n_examples, desc=f"{method} ({role})", unit="ex") as bar:
             result = score_method(classifier, explainer, examples[role], instances[role], settings, bar.update)
         table.append({"method": method, "model": role, **result.scores,
                       "seconds_per_example": result.seconds_per_example, "model_accuracy": accuracies[role],
-                      "n_examples": len(rows), "n_seqpg_instances": result.n_seqpg_instances})
+                      "n_examples": n_examples, "n_seqpg_instances": result.n_seqpg_instances})
         details[f"{method} ({role})"] = result.settings
         explainers[f"{method} ({role})"] = _explainer_settings(explainer)
     summary = {
-        "dataset": args.dataset, "split": args.split, "n_examples": len(rows),
+        "dataset": args.dataset, "split": args.split, "n_examples": n_examples, "data_source": split.source,
+        "skipped_rows": split.skipped,
         "models": {role: {"path": model.source, "accuracy": accuracies[role], "logit_scale": model.logit_scale,
                           "link_function": model.link,
                           "architecture": type(model.model).__name__, "bcos": getattr(model.model.config, "bcos", None)}
                    for role, model in models.items()},
         "settings": {**vars(args), "metric_settings": vars(settings)},
         "explainers": explainers, "metric_settings_by_run": details,
-        "versions": {"bcos": __version__, "python": platform.python_version(), "torch": torch.__version__,
-                     "transformers": transformers.__version__, "captum": captum.__version__},
-        "command": " ".join(["python -m bcos.evaluate", *sys.argv[1:]]),
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        **provenance(PROG, argv),
     }
     return table, summary
 
@@ -167,13 +157,11 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     args = p.parse_args(argv)
     try:
         runs = plan(args)
-        data_file = split_file(args.dataset, args.split)
-        rows, skipped = read_rows(data_file, args.max_examples)
+        split = read_split(args.dataset, args.split, args.max_examples)
         models = load_models(args)
     except (ValueError, FileNotFoundError) as error:
         p.error(str(error))
-    table, summary = evaluate(args, runs, models, rows)
-    summary.update(data_file=str(data_file), skipped_rows=skipped)
+    table, summary = evaluate(args, runs, models, split, argv)
     files = write_report(args.out, table, summary)
     print(files["md"].read_text(encoding="utf-8"))
     return {**summary, "results": table, "files": {kind: str(path) for kind, path in files.items()}}

@@ -22,26 +22,27 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
+from ..explain.protocol import Explainer
+from ..explain.registry import EXPLAINERS, explainer_for
+from ..explain.words import token_strings
 from ..handle import Model
 from ..loader import load
 from ..viz import TokenHeatmap, write_html, write_png
 from ..viz.heatmap import likeliest, token_name
-from ..explain.protocol import Explainer
-from ..explain.registry import EXPLAINERS, explainer_for
-from ..explain.words import token_strings
+from .common import add_device, names, new_parser, provenance
 
+PROG = "python -m bcos.explain"
 OUTPUT_SUFFIXES = (".html", ".png")
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m bcos.explain", description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = new_parser(PROG, __doc__)
     p.add_argument("--model", type=Path, required=True,
                    help="a Hugging Face model folder (a run's hf_export/), a hub id or a Lightning .ckpt")
     p.add_argument("--text", action="append", default=[], help="a text to explain (repeatable)")
     p.add_argument("--file", type=Path, help="a UTF-8 file of texts to explain, one per line (blank lines skipped)")
     p.add_argument("--out", type=Path, required=True, help="the heatmaps: a .html page or a .png image")
-    p.add_argument("--methods", type=lambda text: [m.strip() for m in text.split(",") if m.strip()], default=None,
+    p.add_argument("--methods", type=names, default=None,
                    help=f"comma-separated, of: {', '.join(EXPLAINERS)} (default: bcos for a B-cos model, else "
                    "integrated_gradients)")
     p.add_argument("--method-params", type=json.loads, default={},
@@ -64,7 +65,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--logit-scale", type=float, default=None,
                    help="inverse temperature of the shown probabilities (default: the one the model was trained "
                    "with, else 1)")
-    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    add_device(p)
     return p
 
 
@@ -222,7 +223,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                 for text in tqdm(texts, desc="explaining", unit="text", disable=len(texts) < 2)]
     record = {"model": str(args.model), "methods": methods, "logit_scale": classifier.logit_scale,
               "link_function": classifier.link,
-              "inputs": [heatmap.to_dict() for heatmap in heatmaps]}
+              "inputs": [heatmap.to_dict() for heatmap in heatmaps], **provenance(PROG, argv)}
     files = write_outputs(heatmaps, args, record, set(classifier.tokenizer.all_special_tokens))
     for path in files:
         print(f"wrote {path}")

@@ -3,15 +3,16 @@ plausibility of every explanation method on a dataset split, as a library and as
 
     python -m bcos.evaluate --bcos <B-cos model> --conventional <conventional model> --dataset sst2 --out results/
 
-:mod:`.core` scores methods on tokenised examples of a loaded model (a :class:`bcos.Model`; also used by the
-training callback), :mod:`.data` reads JSONL splits, :mod:`.report` writes the table; the command is
-:mod:`bcos.cli.evaluate`.
+:mod:`.core` scores methods on tokenised examples (:class:`bcos.data.Examples`) of a loaded model (a
+:class:`bcos.Model`; also used by the training callback), :mod:`.report` writes the table; the data come from
+:mod:`bcos.data` and the command is :mod:`bcos.cli.evaluate`.
 Importing this package does not import Lightning.
 """
 import warnings
 
+from ..data import Examples
 from ..handle import Model
-from .core import (METRICS, PLAUSIBILITY_SCORES, SCORES, Examples, MethodResult, MetricSettings, accuracy,
+from .core import (METRICS, PLAUSIBILITY_SCORES, SCORES, MethodResult, MetricSettings, accuracy,
                    explain_in_chunks, score_method, seqpg_instances)
 from .models import load_classifier
 

@@ -8,17 +8,19 @@ built once per model (so every method of one model sees the same instances).
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, fields
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+
+from ..data import Examples
 from ..explain import Explainer
 from ..handle import Model
-from ..tokens import tokenizer_special_ids
 from ..metrics import (DEFAULT_FRACTIONS, SeqPGInstances, build_seqpg_instances, erasure_metrics, plausibility,
                        pointing_game, special_affixes)
 from ..metrics.erasure import batched_proba
+from ..tokens import tokenizer_special_ids
 
 ERASURE = ("comprehensiveness", "sufficiency")
 #: metrics that can be asked for; "plausibility" yields the three ``PLAUSIBILITY_SCORES``
@@ -29,41 +31,6 @@ SCORES = (*ERASURE, "seqpg", *PLAUSIBILITY_SCORES)
 
 Progress = Callable[[int], Any]
 """Called with the number of examples just explained (e.g. ``tqdm.update``)."""
-
-
-@dataclass
-class Examples:
-    """Tokenised labelled examples.
-
-    Attributes:
-        input_ids, attention_mask: ``[n, seq]``.
-        labels: ``[n]`` gold classes.
-        word_ids: ``[n, seq]`` whitespace word of each token (-1: special token or padding), for rationale sets.
-        rationale: ``[n, words]`` 1/0 per word (-1: no word there, or no rationale for the example).
-    """
-
-    input_ids: torch.Tensor
-    attention_mask: torch.Tensor
-    labels: torch.Tensor
-    word_ids: torch.Tensor | None = None
-    rationale: torch.Tensor | None = None
-
-    def __len__(self) -> int:
-        return self.input_ids.shape[0]
-
-    @classmethod
-    def from_batch(cls, batch: Mapping[str, torch.Tensor]) -> Examples:
-        """From a collated batch (``input_ids``, ``attention_mask``, ``labels`` [, ``word_ids``, ``rationale``])."""
-        return cls(batch["input_ids"], batch["attention_mask"], batch["labels"], batch.get("word_ids"),
-                   batch.get("rationale"))
-
-    @property
-    def has_rationales(self) -> bool:
-        return self.rationale is not None and self.word_ids is not None and bool((self.rationale > 0).any())
-
-    def to(self, device: torch.device | str) -> Examples:
-        return Examples(*(None if value is None else value.to(device)
-                          for value in (getattr(self, f.name) for f in fields(self))))
 
 
 @dataclass

@@ -9,6 +9,7 @@ Post-hoc methods explain the *target logit* (not its probability), or with a ``f
 from __future__ import annotations
 
 import time
+import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -21,12 +22,12 @@ from ..handle import model_logits
 from ..kinds import is_decoder
 from ..tokens import content_mask, pad_token_id, last_real_token, real_positions, tokenizer_special_ids
 
-__all__ = ["Attribution", "Explainer", "TokenBaselineExplainer", "content_mask", "is_causal", "last_real_token",
+__all__ = ["AttributionResult", "Explainer", "TokenBaselineExplainer", "content_mask", "is_causal", "last_real_token",
            "real_positions", "tokenizer_special_ids"]
 
 
 @dataclass
-class Attribution:
+class AttributionResult:
     """Per-token attribution scores of one explainer call.
 
     Attributes:
@@ -71,7 +72,7 @@ class Explainer(ABC):
         self.dtype = torch.promote_types(parameter_dtype, torch.float32)
 
     def attribute(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
-                  target: int | torch.Tensor | None = None, foil: int | torch.Tensor | None = None) -> Attribution:
+                  target: int | torch.Tensor | None = None, foil: int | torch.Tensor | None = None) -> AttributionResult:
         """Explain ``target`` (``[batch]``, an int, or None for the predicted class) for ``input_ids [batch, seq]``;
         with ``foil`` (``[batch]`` or an int) explain ``logit[target] - logit[foil]``.
 
@@ -90,7 +91,7 @@ class Explainer(ABC):
         scores = scores.to(self.dtype).masked_fill(attention_mask == 0, 0.0)
         if scores.is_cuda:
             torch.cuda.synchronize(scores.device)
-        return Attribution(scores, target, time.perf_counter() - start, foil)
+        return AttributionResult(scores, target, time.perf_counter() - start, foil)
 
     @staticmethod
     def _per_row(index: int | torch.Tensor, input_ids: torch.Tensor) -> torch.Tensor:
@@ -142,3 +143,11 @@ class TokenBaselineExplainer(Explainer):
     def reference_ids(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """``[batch, seq]``: the baseline token at content positions; special tokens and padding kept."""
         return input_ids.masked_fill(self.content(input_ids, attention_mask), self.baseline_token_id)
+
+
+def __getattr__(name: str):
+    if name == "Attribution":  # renamed: Captum's base class of attribution methods has that name
+        warnings.warn("bcos.explain.Attribution is deprecated; it is bcos.explain.AttributionResult", FutureWarning,
+                      stacklevel=2)
+        return AttributionResult
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

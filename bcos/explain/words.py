@@ -1,10 +1,11 @@
 """Token strings and subword-to-word merging for explanations."""
 from __future__ import annotations
 
-import bisect
-import re
-
 import torch
+
+from ..tokens import whitespace_word_ids
+
+__all__ = ["merge_subwords", "token_strings", "whitespace_word_ids"]
 
 _WORD_START_MARKS = ("Ġ", "▁")  # byte-level BPE (GPT-2, Llama) and SentencePiece mark a token that starts a word
 _CONTINUATION_MARK = "##"  # WordPiece (BERT) marks a token that continues a word
@@ -52,18 +53,3 @@ def merge_subwords(tokens: list[str], scores: list[float] | torch.Tensor,
             word_scores.append(score)
         previous_special = special
     return words, word_scores
-
-
-def whitespace_word_ids(text: str, offsets: list[tuple[int, int]]) -> list[int]:
-    """For each token (character span in ``text``), the index of the whitespace word it overlaps, else -1.
-
-    Special tokens have empty spans and get -1. Works for any fast tokenizer, also those whose spans include
-    the leading space (byte-level BPE).
-    """
-    spans = [match.span() for match in re.finditer(r"\S+", text)]
-    starts = [start for start, _ in spans]
-    ids = []
-    for start, end in offsets:
-        word = bisect.bisect_right(starts, end - 1) - 1
-        ids.append(word if start < end and word >= 0 and spans[word][1] > start else -1)
-    return ids

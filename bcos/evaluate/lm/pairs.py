@@ -15,9 +15,9 @@ from typing import Any
 
 import torch
 
-from ...explain.words import whitespace_word_ids
+from ...data.sources import DATA_DIR_ENV
+from ...tokens import pad_token_id, whitespace_word_ids
 
-DATA_DIR_ENV = "BCOS_DATA_DIR"
 SUITES = ("blimp", "ioi")
 #: why a row is not evaluated, in the order the rules are checked
 SKIP_REASONS = ("no_evidence", "evidence_is_whole_prefix", "same_first_token")
@@ -140,7 +140,7 @@ def encode_pairs(rows: list[dict[str, Any]], tokenizer) -> PairBatch:
     the EOS token."""
     if not tokenizer.is_fast:
         raise ValueError("evidence words are mapped to tokens through character offsets: use a fast tokenizer")
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    pad = pad_token_id(tokenizer)
     skipped: Counter[str] = Counter({reason: 0 for reason in SKIP_REASONS})
     kept, ids, words, targets, foils = [], [], [], [], []
     for row in rows:

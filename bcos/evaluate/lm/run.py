@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from tqdm.auto import tqdm
@@ -16,6 +16,15 @@ from .scoring import (competence, contrastive_attributions, evidence_alignment, 
                       random_reciprocal_rank)
 
 ALL = "all"  # the subset name of the rows pooled over a suite's subsets
+
+
+class Key(NamedTuple):
+    """What a result row is about: competence of a model (``method`` None) or the alignment of a method on it."""
+
+    suite: str
+    subset: str
+    model: str
+    method: str | None = None
 
 
 def methods_for(lm: Model, methods: Sequence[str], posthoc_on_bcos: bool) -> list[str]:
@@ -35,15 +44,22 @@ def evaluate_pairs(models: Mapping[str, Model], files: Mapping[tuple[str, str], 
     probability gap per model, and the mean reciprocal rank and evidence share per model and method (method
     ``random``: the chance level of the reciprocal rank). The share's mean leaves out pairs without positive
     attribution; ``evidence_share_pairs`` counts the pairs it rests on.
+
+    Raises:
+        ValueError: the models tokenise differently (the skip counts and the chance level are per tokenizer).
     """
+    vocabularies = {name: lm.tokenizer.get_vocab() for name, lm in models.items()}
+    if any(vocabulary != next(iter(vocabularies.values())) for vocabulary in vocabularies.values()):
+        raise ValueError(f"the models {sorted(models)} use different tokenizers; the pairs, their skip counts and "
+                         "the chance level must mean the same tokens to every model: evaluate them separately")
     method_params = method_params or {}
-    per_pair: dict[tuple, dict[str, list[torch.Tensor]]] = {}
-    seconds: dict[tuple, float] = {}
+    per_pair: dict[Key, dict[str, list[torch.Tensor]]] = {}
+    seconds: dict[Key, float] = {}
     skipped_rows = []
 
-    def collect(key: tuple, values: Mapping[str, torch.Tensor]) -> None:
+    def collect(key: Key, values: Mapping[str, torch.Tensor]) -> None:
         for name, value in values.items():
-            for group in (key, (key[0], ALL, *key[2:])):
+            for group in (key, key._replace(subset=ALL)):
                 per_pair.setdefault(group, {}).setdefault(name, []).append(value)
 
     for (suite, subset), file in files.items():
@@ -53,19 +69,19 @@ def evaluate_pairs(models: Mapping[str, Model], files: Mapping[tuple[str, str], 
             if model_name == next(iter(models)):
                 skipped_rows.append({"suite": suite, "subset": subset, "n_rows": len(rows), "n_pairs": len(pairs),
                                      **pairs.skipped})
-                collect((suite, subset, "-", "random"), {"reciprocal_rank": random_reciprocal_rank(pairs),
-                                                         "evidence_share": torch.full((len(pairs),), torch.nan)})
+                collect(Key(suite, subset, "-", "random"), {"reciprocal_rank": random_reciprocal_rank(pairs),
+                                                            "evidence_share": torch.full((len(pairs),), torch.nan)})
             if not len(pairs):
                 continue
-            collect((suite, subset, model_name), competence(next_token_log_probs(lm, pairs, batch_size)))
+            collect(Key(suite, subset, model_name), competence(next_token_log_probs(lm, pairs, batch_size)))
             for method in methods_for(lm, methods, posthoc_on_bcos):
                 explainer = explainer_for(lm, method, method_params.get(method))
                 with tqdm(total=len(pairs), desc=f"{subset} {model_name} {method}", disable=not progress,
                           leave=False) as bar:
                     scores, spent = contrastive_attributions(explainer, pairs, batch_size, bar.update)
-                key = (suite, subset, model_name, method)
+                key = Key(suite, subset, model_name, method)
                 collect(key, evidence_alignment(scores, pairs))
-                for group in (key, (suite, ALL, model_name, method)):
+                for group in (key, key._replace(subset=ALL)):
                     seconds[group] = seconds.get(group, 0.0) + spent
 
     for suite in dict.fromkeys(suite for suite, _ in files):
@@ -76,12 +92,13 @@ def evaluate_pairs(models: Mapping[str, Model], files: Mapping[tuple[str, str], 
     for key, values in per_pair.items():
         joined = {name: torch.cat(parts) for name, parts in values.items()}
         n = len(next(iter(joined.values())))
-        if len(key) == 3:
-            competence_rows.append({"suite": key[0], "subset": key[1], "model": key[2], "n_pairs": n,
+        if key.method is None:
+            competence_rows.append({"suite": key.suite, "subset": key.subset, "model": key.model, "n_pairs": n,
                                     "accuracy": nan_mean(joined["correct"]),
                                     "probability_gap": nan_mean(joined["probability_gap"])})
         else:
-            alignment_rows.append({"suite": key[0], "subset": key[1], "model": key[2], "method": key[3], "n_pairs": n,
+            alignment_rows.append({"suite": key.suite, "subset": key.subset, "model": key.model,
+                                   "method": key.method, "n_pairs": n,
                                    "mrr": nan_mean(joined["reciprocal_rank"]),
                                    "evidence_share": nan_mean(joined["evidence_share"]),
                                    "evidence_share_pairs": int((~joined["evidence_share"].isnan()).sum()),

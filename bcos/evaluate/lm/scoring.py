@@ -19,9 +19,8 @@ def next_token_log_probs(lm: Model, pairs: PairBatch, batch_size: int = 32) -> t
     out = []
     for start in range(0, len(pairs), batch_size):
         rows = slice(start, start + batch_size)
-        ids, mask = pairs.input_ids[rows], pairs.attention_mask[rows]
-        logits = lm.logits(ids, mask)
-        log_probs = (logits.float() * lm.logit_scale).log_softmax(-1)
+        ids, mask = pairs.input_ids[rows].to(lm.device), pairs.attention_mask[rows].to(lm.device)
+        log_probs = (lm.logits(ids, mask).float() * lm.logit_scale).log_softmax(-1).cpu()
         out.append(torch.stack([log_probs.gather(-1, pairs.target[rows, None])[:, 0],
                                 log_probs.gather(-1, pairs.foil[rows, None])[:, 0]], dim=-1))
     return torch.cat(out) if out else torch.zeros(0, 2)
@@ -36,13 +35,15 @@ def competence(log_probs: torch.Tensor) -> dict[str, torch.Tensor]:
 
 def contrastive_attributions(explainer: Explainer, pairs: PairBatch, batch_size: int = 16,
                              progress=None) -> tuple[torch.Tensor, float]:
-    """``[n, seq]`` attributions of ``logit[target] - logit[foil]`` at the last prefix token, and the seconds."""
+    """``[n, seq]`` attributions of ``logit[target] - logit[foil]`` at the last prefix token (on the CPU; computed
+    on the explained model's device), and the seconds."""
     scores = torch.zeros(pairs.input_ids.shape, dtype=torch.float32)
     seconds = 0.0
     for start in range(0, len(pairs), batch_size):
         rows = slice(start, start + batch_size)
-        attribution = explainer.attribute(pairs.input_ids[rows], pairs.attention_mask[rows], pairs.target[rows],
-                                          pairs.foil[rows])
+        device = next(explainer.model.parameters()).device
+        attribution = explainer.attribute(*(tensor[rows].to(device) for tensor in (
+            pairs.input_ids, pairs.attention_mask, pairs.target, pairs.foil)))
         scores[rows] = attribution.scores.float().cpu()
         seconds += attribution.seconds
         if progress is not None:

@@ -143,31 +143,37 @@ class HubSource:
 DataSource = FileSource | HubSource
 
 
-def _folder_files(folder: Path) -> dict[str, Path]:
-    """``{split: file}`` for the split files in ``folder`` (``.jsonl`` preferred over ``.csv``); train is required."""
+def _folder_files(folder: Path, required: str) -> dict[str, Path]:
+    """``{split: file}`` for the split files in ``folder`` (``.jsonl`` preferred over ``.csv``); the ``required``
+    split must be there."""
     files = {}
     for split in SPLITS:
         found = [folder / f"{split}{suffix}" for suffix in FILE_SUFFIXES if (folder / f"{split}{suffix}").is_file()]
         if found:
             files[split] = found[0]
-    if "train" not in files:
-        raise FileNotFoundError(f"Folder {folder} has no train.jsonl or train.csv")
+    if required not in files:
+        available = f"; it has {', '.join(f.name for f in files.values())}" if files else ""
+        raise FileNotFoundError(f"Folder {folder} has no {required}.jsonl or {required}.csv{available}")
     return files
 
 
-def resolve_source(dataset: str) -> DataSource:
-    """Finds the data for ``dataset``: a named set (local folder under $BCOS_DATA_DIR first), a file or a folder."""
+def resolve_source(dataset: str, required_split: str = "train") -> DataSource:
+    """Finds the data for ``dataset``: a named set (local folder under $BCOS_DATA_DIR first), a file or a folder.
+
+    A folder must hold ``required_split`` (training needs ``train``, an evaluation the split it scores); a single
+    file is that split.
+    """
     if dataset in HUB_DATASETS:
         data_dir = os.environ.get(DATA_DIR_ENV)
         folder = Path(data_dir) / dataset if data_dir else None
         if folder is not None and folder.is_dir():
-            return FileSource(dataset, _folder_files(folder))
+            return FileSource(dataset, _folder_files(folder, required_split))
         return HubSource(dataset, HUB_DATASETS[dataset], folder)
     path = Path(dataset).expanduser()
     if path.is_dir():
-        return FileSource(path.name, _folder_files(path))
+        return FileSource(path.name, _folder_files(path, required_split))
     if path.is_file() and path.suffix in FILE_SUFFIXES:
-        return FileSource(path.stem, {"train": path})
+        return FileSource(path.stem, {required_split: path})
     raise ValueError(
         f"Unknown dataset {dataset!r}: not one of {sorted(HUB_DATASETS)}, and not a folder or a "
         f"{'/'.join(FILE_SUFFIXES)} file (looked at {path.resolve()})"

@@ -24,9 +24,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from transformers import PreTrainedTokenizerBase
 
-from bcos.explain.words import whitespace_word_ids
-
-from datamodules.sources import DataSource
+from ..tokens import whitespace_word_ids
+from .sources import DataSource
 
 CACHE_FORMAT = 1
 META_FILE = "meta.json"
@@ -89,6 +88,14 @@ def drop_empty_texts(ds: datasets.Dataset, text_column: str) -> tuple[datasets.D
     texts = _column(ds, text_column)
     non_empty = pc.fill_null(pc.greater(pc.utf8_length(pc.utf8_trim_whitespace(texts)), 0), False)
     keep = np.flatnonzero(non_empty.to_numpy(zero_copy_only=False))
+    return ds.select(keep), len(ds) - len(keep)
+
+
+def drop_unlabelled(ds: datasets.Dataset, label_column: str) -> tuple[datasets.Dataset, int]:
+    """Drops rows whose label is negative (unlabelled, as GLUE's hidden test labels); returns the rest and how
+    many were dropped."""
+    labelled = pc.fill_null(pc.greater_equal(_column(ds, label_column), 0), False)
+    keep = np.flatnonzero(labelled.to_numpy(zero_copy_only=False))
     return ds.select(keep), len(ds) - len(keep)
 
 
