@@ -11,7 +11,8 @@ Validation on the full validation split every ``--eval-every`` steps.
 ``--variant NAME=JSON`` (repeatable) replaces the B-cos variants given by ``--b``: the JSON holds
 ``SequenceClassifier`` arguments (``bcos`` defaults to true; ``learning_rate`` overrides ``--learning-rate``).
 The conventional reference (cross-entropy, ``--conventional-learning-rate``) always trains first.
-``--save-dir`` exports every model at its best validation step in Hugging Face format (``<save-dir>/<slug>``),
+``--save-dir`` exports every model at its best validation step in Hugging Face format (``<save-dir>/<slug>``; an
+annealed model only once its ramp has ended),
 loadable with ``bcos.load_pretrained`` / ``bcos.load_model`` (e.g. for ``python -m bcos.evaluate``).
 """
 from __future__ import annotations
@@ -31,9 +32,10 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
+from bcos.convert import annealing_progress
 from datamodules import TextClassificationDataModule
 from lightning_modules import SequenceClassifier
-from lightning_modules.export import export_hf
+from lightning_modules.export import export_module
 
 MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 
@@ -166,10 +168,12 @@ def main() -> None:
             run["losses"].append(loss.item())
         if step % args.eval_every == 0 or step == args.steps:
             for run in runs:
-                run["curve"].append({"step": step, "accuracy": accuracy(run["module"], validation)})
-                if args.save_dir and run["curve"][-1]["accuracy"] >= max(p["accuracy"] for p in run["curve"]):
-                    export_hf(run["module"].model, data.tokenizer, args.save_dir / slug(run["variant"]["name"]),
-                              logit_scale=float(run["module"].logit_scale))
+                point = {"step": step, "accuracy": accuracy(run["module"], validation),
+                         "converted": annealing_progress(run["module"].model) is None}  # mid-ramp: not exported
+                run["curve"].append(point)
+                if args.save_dir and point["converted"] and point["accuracy"] >= max(
+                        p["accuracy"] for p in run["curve"] if p.get("converted", True)):
+                    export_module(run["module"], data.tokenizer, args.save_dir / slug(run["variant"]["name"]))
             tqdm.write(f"step {step}: " + ", ".join(f"{r['variant']['name']} {r['curve'][-1]['accuracy']:.2f}"
                                                     for r in runs))
             results = write_report(runs, args, sum(b["labels"].numel() for b in validation), step)
