@@ -80,10 +80,13 @@ def explain_positions(model: nn.Module, input_ids: torch.Tensor, attention_mask:
         chunk = slice(start, start + chunk_size)
         parts.append(explain(model, input_ids[rows[chunk]], attention_mask[rows[chunk]], target.reshape(-1)[chunk],
                              foil=None if foil is None else foil.reshape(-1)[chunk], position=flat_positions[chunk]))
-    logit = torch.cat([p.logit for p in parts]).view(batch, steps)
-    logit = logit.masked_fill(attention_mask[:, positions] == 0, 0.0)
-    return TokenExplanations(torch.cat([p.contributions for p in parts]).view(batch, steps, seq), logit, target,
-                             positions.expand(batch, steps), input_ids, attention_mask)
+    # a padding position has nothing to explain, whatever the model computes there (Gemma 2's soft-capped
+    # attention lets a fully masked row see later tokens)
+    padded = attention_mask[:, positions] == 0
+    logit = torch.cat([p.logit for p in parts]).view(batch, steps).masked_fill(padded, 0.0)
+    contributions = torch.cat([p.contributions for p in parts]).view(batch, steps, seq)
+    contributions = contributions.masked_fill(padded[..., None], 0.0)
+    return TokenExplanations(contributions, logit, target, positions.expand(batch, steps), input_ids, attention_mask)
 
 
 def generate_explained(model: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
