@@ -150,7 +150,7 @@ class BcosAnnealing:
         adapter = adapter_for(model)
         start = replace(self.target, b=1.0, layer_b={}, remove_biases=False, normalize_weights=False,
                         keep_head_activations=True)
-        bcosify(model, **{key: value for key, value in asdict(start).items()})
+        bcosify(model, **asdict(start))
         for name, module in list(model.named_modules()):
             annealed = self._annealed(name, module, adapter)
             if annealed is not None:
@@ -188,15 +188,16 @@ class BcosAnnealing:
             module.progress = progress
 
     def _record(self) -> None:
-        """``config.bcos`` names the target and, while the ramp runs, its position (so that a model saved mid-ramp
-        is refused by the loaders instead of being rebuilt as something it is not)."""
-        self.model.config.bcos = {"architecture": type(self.model).__name__, **asdict(self.target),
-                                  "annealing": self.state_dict()}
+        """``config.bcos`` names the target (what ``bcosify`` records) and, while the ramp runs, its position, so
+        that a model saved mid-ramp is refused by the loaders instead of being rebuilt as something it is not."""
+        self.model.config.bcos = {"architecture": type(self.model).__name__, **asdict(self.target)}
+        if not self.finished:
+            self.model.config.bcos["annealing"] = self.state_dict()
 
     def _finalize(self) -> None:
         for name, module in list(annealed_modules(self.model)):
             _set_submodule(self.model, name, module.final())
-        self.model.config.bcos = {"architecture": type(self.model).__name__, **asdict(self.target)}
+        self._record()
 
     def step(self) -> None:
         """Advance one step; at the last one the model becomes its final B-cos form."""
