@@ -18,6 +18,8 @@ from .kinds import KINDS, Kind, kind_of
 #: the entry of a Lightning checkpoint that holds the transformers config of the module's ``model`` (written by
 #: the project's LightningModules), from which :func:`load` rebuilds the model without Lightning
 CHECKPOINT_CONFIG_KEY = "transformers_config"
+#: the key of the LoRA options (``bcos.convert.lora.add_lora``'s) of a checkpoint trained with adapters
+CHECKPOINT_LORA_KEY = "lora"
 #: the prefix of the transformers model's weights in a checkpoint's ``state_dict`` (the module's ``.model``)
 CHECKPOINT_MODEL_PREFIX = "model."
 
@@ -106,7 +108,16 @@ def _from_checkpoint(path: Path) -> tuple[torch.nn.Module, str, float | None]:
     config = transformers.AutoConfig.for_model(config_dict.pop("model_type"), **config_dict)
     state = {key.removeprefix(CHECKPOINT_MODEL_PREFIX): tensor for key, tensor in checkpoint["state_dict"].items()
              if key.startswith(CHECKPOINT_MODEL_PREFIX)}
-    model = load_weights(build_model(config), state, str(path))
+    model = build_model(config)
+    lora_options = checkpoint.get(CHECKPOINT_LORA_KEY)
+    if lora_options is None:
+        model = load_weights(model, state, str(path))
+    else:  # the adapters' weights are in the state: load them into adapters, then merge them into the B-cos layers
+        from .convert.lora import add_lora, merged_copy
+
+        peft_model = add_lora(model, **lora_options)
+        load_weights(model, state, str(path))
+        model = merged_copy(peft_model)
     log_scale = checkpoint["state_dict"].get("log_logit_scale")
     scale = None if log_scale is None else float(log_scale.exp())
     return model, str(hyper_parameters["model_name_or_path"]), scale

@@ -14,13 +14,13 @@ from torch import nn
 from bcos import BcosAnnealing, BcosOptions, bcosify, load_model
 from bcos.convert.annealing import CHECKPOINT_KEY as ANNEALING_KEY
 from bcos.handle import probabilities, record_probabilities
-from bcos.loader import CHECKPOINT_CONFIG_KEY
+from bcos.loader import CHECKPOINT_CONFIG_KEY, CHECKPOINT_LORA_KEY
 from lightning_modules.optim import (adamw_with_linear_schedule, first_batch_log_scale, parameter_groups,
                                      register_logit_scale)
 
 #: options that change what a model computes; a checkpoint trained with others loads with a warning
 MODEL_OPTION_KEYS = ("bcos", "b", "layer_b", "normalize_weights", "remove_biases", "keep_head_activations",
-                     "anneal_steps", "logit_scale", "learn_logit_scale")
+                     "anneal_steps", "logit_scale", "learn_logit_scale", "lora")
 
 
 def check_anneal_steps(anneal_steps: int | float) -> None:
@@ -49,9 +49,12 @@ class BcosModule(LightningModule):
 
     Subclasses save their hyperparameters (``model_name_or_path``, ``bcos`` and the ``bcos.BcosOptions`` they take,
     ``learn_logit_scale``, ``logit_scale_lr``, ``learning_rate``, ``weight_decay``, ``warmup_fraction``, optionally
-    ``anneal_steps``) and call :meth:`register_logit_scale`; ``link`` names the link function of their loss
-    (``softmax`` or ``sigmoid``). With ``anneal_steps`` the conversion is a ``bcos.BcosAnnealing`` moved to the
-    trainer's step count at the start of every training batch (its position is saved in checkpoints).
+    ``anneal_steps``, ``lora``) and call :meth:`register_logit_scale`; ``link`` names the link function of their
+    loss (``softmax`` or ``sigmoid``). With ``anneal_steps`` the conversion is a ``bcos.BcosAnnealing`` moved to the
+    trainer's step count at the start of every training batch (its position is saved in checkpoints). With ``lora``
+    (``bcos.convert.lora.add_lora`` options, e.g. ``{"r": 8, "lora_alpha": 16}``) only LoRA adapters and a new
+    classification head train; ``.model`` holds the adapters (explain it directly) and ``.peft_model`` is its
+    ``peft.PeftModel`` wrapper; exports merge the adapters and keep them in ``lora_adapter/`` too.
     """
 
     link: str = "softmax"
@@ -59,6 +62,10 @@ class BcosModule(LightningModule):
     monitor: tuple[str, str] = ("val/loss", "min")
     model: nn.Module | None
     annealing: BcosAnnealing | None = None
+    #: the ``peft.PeftModel`` around ``.model`` when ``lora`` is configured (kept out of the module tree, which
+    #: holds the same layers through ``.model``) and the resolved options it was built with
+    peft_model = None
+    lora_options: dict[str, Any] | None = None
     _checkpoint_architecture: str | None = None
 
     def register_logit_scale(self, logit_scale: float, learn: bool) -> None:
@@ -82,7 +89,22 @@ class BcosModule(LightningModule):
                 self.annealing = BcosAnnealing(model, steps, **options)
             else:
                 bcosify(model, **options)
+        if hp.get("lora"):
+            self._add_lora(model, new_head=task == "sequence-classification")
         return model
+
+    def _add_lora(self, model: nn.Module, new_head: bool) -> None:
+        """Freezes ``model`` and adds the configured LoRA adapters (a new classification head trains fully)."""
+        from bcos.convert.lora import add_lora, head_module_names
+
+        if self.annealing is not None:
+            raise ValueError("lora and anneal_steps cannot be combined: the adapters attach to the B-cos layers, which "
+                             "an annealed conversion only creates at the end of its ramp; set anneal_steps: 0")
+        options = dict(self.hparams.lora)
+        if new_head:
+            options.setdefault("modules_to_save", head_module_names(model))
+        object.__setattr__(self, "peft_model", add_lora(model, **options))  # not a submodule: .model holds it
+        self.lora_options = options
 
     @property
     def logit_scale(self) -> torch.Tensor:
@@ -200,6 +222,8 @@ class BcosModule(LightningModule):
         config["architectures"] = [type(self.model).__name__]
         record_probabilities(config, float(self.logit_scale), self.link)
         checkpoint[CHECKPOINT_CONFIG_KEY] = config
+        if self.lora_options is not None:
+            checkpoint[CHECKPOINT_LORA_KEY] = self.lora_options
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Remembers the checkpoint's architecture (for errors) and warns about differing model options."""

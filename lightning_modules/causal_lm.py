@@ -1,6 +1,7 @@
 """A LightningModule that continues the language-model training of a Hugging Face decoder, B-cos or conventional."""
 from __future__ import annotations
 
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -45,6 +46,10 @@ class CausalLanguageModel(BcosModule):
         learn_logit_scale: learn the scale, as its logarithm, with its own learning rate ``logit_scale_lr``.
         learning_rate, weight_decay, warmup_fraction: AdamW with linear warm-up over this fraction of the
             total steps, then linear decay to 0.
+        lora: train LoRA adapters (peft; the ``lora`` extra) instead of the whole model: the options of
+            ``bcos.convert.lora.add_lora`` (``r``, ``lora_alpha``, ``target_modules``, ...), e.g. ``{"r": 8}``.
+            The adapters sit on every linear layer of the transformer blocks; a new classification head trains
+            fully. Exports merge the adapters and keep them in ``lora_adapter/``.
     """
 
     def __init__(
@@ -61,6 +66,7 @@ class CausalLanguageModel(BcosModule):
         learning_rate: float = 1e-4,
         weight_decay: float = 0.01,
         warmup_fraction: float = 0.1,
+        lora: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
         self.register_logit_scale(logit_scale, learn_logit_scale)

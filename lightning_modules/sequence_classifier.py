@@ -1,6 +1,8 @@
 """A LightningModule that fine-tunes a Hugging Face sequence classifier, B-cos or conventional."""
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -52,6 +54,10 @@ class SequenceClassifier(BcosModule):
 
     The defaults of ``b``, ``anneal_steps``, ``logit_scale`` and (for B-cos models) ``learning_rate`` are
     ``BCOS_RECIPE``; a conventional model's learning rate defaults to ``CONVENTIONAL_LEARNING_RATE``.
+        lora: train LoRA adapters (peft; the ``lora`` extra) instead of the whole model: the options of
+            ``bcos.convert.lora.add_lora`` (``r``, ``lora_alpha``, ``target_modules``, ...), e.g. ``{"r": 8}``.
+            The adapters sit on every linear layer of the transformer blocks; a new classification head trains
+            fully. Exports merge the adapters and keep them in ``lora_adapter/``.
     """
 
     monitor = ("val/acc", "max")
@@ -74,6 +80,7 @@ class SequenceClassifier(BcosModule):
         learning_rate: float | None = None,
         weight_decay: float = 0.01,
         warmup_fraction: float = 0.1,
+        lora: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
         if loss not in (None, *LOSSES):

@@ -2,6 +2,7 @@
 table), and of decoder families without a B-cos adapter, for fast unit tests."""
 from __future__ import annotations
 
+import tokenizers
 import torch
 import transformers
 
@@ -95,3 +96,24 @@ def tiny_batch(model_type: str, batch: int = 3, seq: int = 9, seed: int = 1) -> 
             mask[row, seq - n_pad:] = 0
             ids[row, seq - n_pad:] = pad_id
     return ids, mask
+
+
+#: the words of :func:`tiny_tokenizer` after its special tokens (ids 0-4)
+TINY_WORDS = ["a", "gripping", "dull", "film", "and", "lifeless", "story", "the", "is", "good"]
+
+
+def tiny_tokenizer(model_type: str) -> transformers.PreTrainedTokenizerFast:
+    """A word-level tokenizer whose ids fit :data:`VOCAB`: ``[PAD]`` 0, ``[CLS]`` 1, ``[SEP]`` 2 (the tiny configs'
+    pad, bos and eos ids), ``[UNK]`` 3, ``[MASK]`` 4, then :data:`TINY_WORDS`. Encoders wrap a text as
+    ``[CLS] … [SEP]``, decoders prefix ``[CLS]`` (their bos) and pad on the left."""
+    special = ["[PAD]", "[CLS]", "[SEP]", "[UNK]", "[MASK]"]
+    vocab = {token: index for index, token in enumerate(special + TINY_WORDS)}
+    backend = tokenizers.Tokenizer(tokenizers.models.WordLevel(vocab, unk_token="[UNK]"))
+    backend.pre_tokenizer = tokenizers.pre_tokenizers.Whitespace()
+    decoder = is_decoder(_CONFIGS[model_type]())
+    template = "[CLS] $A" if decoder else "[CLS] $A [SEP]"
+    backend.post_processor = tokenizers.processors.TemplateProcessing(
+        single=template, special_tokens=[("[CLS]", 1), ("[SEP]", 2)])
+    return transformers.PreTrainedTokenizerFast(
+        tokenizer_object=backend, pad_token="[PAD]", cls_token="[CLS]", sep_token="[SEP]", unk_token="[UNK]",
+        mask_token="[MASK]", bos_token="[CLS]", eos_token="[SEP]", padding_side="left" if decoder else "right")

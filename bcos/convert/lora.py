@@ -7,6 +7,7 @@ layer. Requires ``pip install peft==0.21.2`` (the ``lora`` extra).
 """
 from __future__ import annotations
 
+import copy
 import os
 from typing import Any
 
@@ -76,3 +77,17 @@ def load_lora(model: nn.Module, path: str | os.PathLike, is_trainable: bool = Fa
     config = peft.LoraConfig.from_pretrained(str(path))
     config._register_custom_module({BcosLinear: BcosLoraLinear})
     return peft.PeftModel.from_pretrained(model, str(path), config=config, is_trainable=is_trainable)
+
+
+def head_module_names(model: nn.Module) -> list[str]:
+    """The task heads of a transformers classifier ``model``: its top-level children with parameters other than the
+    base model (``model.base_model_prefix``), e.g. ``["classifier"]`` for BERT, ``["pre_classifier", "classifier"]``
+    for DistilBERT, ``["score"]`` for Llama. Train them fully (``modules_to_save``) when the head is new."""
+    return [name for name, child in model.named_children()
+            if name != model.base_model_prefix and any(True for _ in child.parameters())]
+
+
+def merged_copy(peft_model: peft.PeftModel) -> nn.Module:
+    """A copy of the wrapped transformers model with the adapters merged into its weights (plain B-cos layers: what
+    ``bcos.load`` reads back); ``peft_model`` keeps training unmerged."""
+    return copy.deepcopy(peft_model).merge_and_unload()
