@@ -1,0 +1,135 @@
+"""Render docs/RESULTS.md from the experiments' cell JSON (``benchmarks/paper/run.py`` writes them): one section
+per experiment with its caption, table and a reading computed from the intervals (never edited by hand)."""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+#: the paper's claim beside each experiment (Wang et al., B-cos LM)
+PAPER = {
+    "faithfulness": "B-cos explanations ahead of the strongest post-hoc method by +14.63 comprehensiveness on "
+                    "average, with the best sufficiency and sequence pointing game.",
+    "b_sweep": "B trades accuracy against faithfulness and sparsity: higher B, lower entropy (sparser explanations), "
+               "more attribution on special tokens and more positive predictions.",
+    "ablation": "every B-cos adaptation matters: removing bias removal, BCE, head-activation removal or alignment "
+                "pressure (b = 1) each costs faithfulness.",
+}
+TITLES = {"faithfulness": "Faithfulness: B-cos vs post-hoc explanations", "b_sweep": "The B sweep",
+          "ablation": "Ablation of the B-cos adaptations"}
+SCORES = ("comprehensiveness", "sufficiency", "seqpg", "plausibility_auprc")
+HEADERS = {"comprehensiveness": "Comp ↑", "sufficiency": "Suff ↓", "seqpg": "SeqPG ↑",
+           "plausibility_auprc": "AUPRC ↑", "entropy": "entropy", "special_token_share": "special share"}
+#: for each score, whether a larger value is better (the sign of "B-cos ahead" in a paired difference)
+HIGHER_IS_BETTER = {"comprehensiveness": True, "sufficiency": False, "seqpg": True, "plausibility_auprc": True}
+
+
+def number(value: Any, decimals: int = 2, signed: bool = False) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    return f"{value:{'+' if signed else ''}.{decimals}f}"
+
+
+def with_interval(row: dict[str, Any], name: str, decimals: int = 2, signed: bool = False) -> str:
+    cell = number(row.get(name), decimals, signed)
+    if row.get(f"{name}_low") is not None:
+        cell += f" [{number(row[f'{name}_low'], decimals, signed)}, {number(row[f'{name}_high'], decimals, signed)}]"
+    return cell
+
+
+def verdict(row: dict[str, Any], score: str) -> str:
+    """``ahead`` / ``behind`` (the paired interval of B-cos − method excludes 0) or ``tie``."""
+    low, high = row.get(f"bcos_minus_{score}_low"), row.get(f"bcos_minus_{score}_high")
+    if low is None or high is None or math.isnan(low):
+        return "no interval"
+    better = low > 0 if HIGHER_IS_BETTER[score] else high < 0
+    worse = high < 0 if HIGHER_IS_BETTER[score] else low > 0
+    return "B-cos ahead" if better else "B-cos behind" if worse else "tie (the interval includes 0)"
+
+
+def present(rows: list[dict[str, Any]], names: tuple[str, ...]) -> list[str]:
+    return [name for name in names if any(row.get(name) is not None for row in rows)]
+
+
+def table(header: list[str], lines: list[list[str]]) -> list[str]:
+    return ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|",
+            *("| " + " | ".join(line) + " |" for line in lines)]
+
+
+def model_line(cell: dict[str, Any]) -> str:
+    models = cell["evaluation"]["models"]
+    parts = []
+    for kind, info in cell["models"].items():
+        scores = models.get(kind, {})
+        f1 = f", macro-F1 {number(100 * scores['macro_f1'])} %" if scores.get("macro_f1") is not None else ""
+        training = info.get("training") or {}
+        steps = f", {training['steps']} steps" if "steps" in training else ""
+        parts.append(f"{kind} `{info['key']}`{steps}: accuracy {number(100 * scores.get('accuracy', math.nan))} %{f1}")
+    return "; ".join(parts)
+
+
+def caption(cell: dict[str, Any]) -> str:
+    evaluation = cell["evaluation"]
+    bootstrap = evaluation.get("bootstrap") or {}
+    resamples = f", {bootstrap['resamples']} bootstrap resamples (seed {bootstrap['seed']})" if bootstrap else ""
+    return (f"*{cell['dataset']} / {cell['split']}, {evaluation['n_examples']} examples{resamples}; "
+            f"{cell.get('caption', '')} Command: `{evaluation.get('command', '')}`*")
+
+
+def faithfulness_section(cell: dict[str, Any]) -> list[str]:
+    rows = cell["evaluation"]["results"]
+    scores = present(rows, SCORES)
+    lines = [[row["method"], row["model"], *(with_interval(row, score) for score in scores),
+              *(with_interval(row, f"bcos_minus_{score}", signed=True) if row["method"] != "bcos" else "–"
+                for score in scores[:1]), number(row.get("seconds_per_example"), 4)] for row in rows]
+    header = ["method", "explained model", *(HEADERS[score] + " [95 % CI]" for score in scores),
+              "B-cos − method, Comp [paired 95 % CI]", "s / example"]
+    out = [f"### {cell['dataset']}", "", caption(cell), "", *table(header, lines), "", model_line(cell), ""]
+    posthoc = [row for row in rows if row["method"] != "bcos" and row["model"] == "conventional"]
+    if posthoc and "comprehensiveness" in scores:
+        strongest = max(posthoc, key=lambda row: row["comprehensiveness"])
+        readings = [f"{HEADERS[score]}: {verdict(strongest, score)}" for score in scores]
+        reached = verdict(strongest, "comprehensiveness") == "B-cos ahead"
+        out += [f"Reading: against the strongest post-hoc method in Comp on the conventional model, "
+                f"**{strongest['method']}** — {'; '.join(readings)}. Goal (B-cos ahead in Comp with the paired "
+                f"interval excluding 0): **{'reached' if reached else 'not reached'}**.", ""]
+    return out
+
+
+def sweep_section(cells: list[dict[str, Any]], label: str) -> list[str]:
+    rows = [(cell, next(row for row in cell["evaluation"]["results"] if row["method"] == "bcos")) for cell in cells]
+    scores = present([row for _, row in rows], SCORES)
+    classes = sorted({key.rsplit("_", 1)[1] for _, row in rows for key in row if key.startswith("predicted_rate_")})
+    header = [label, "accuracy %", "macro-F1 %", *(HEADERS[score] for score in scores), "entropy", "special share",
+              *(f"predicted {k} (label rate)" for k in classes)]
+    lines = []
+    for cell, row in rows:
+        model = cell["evaluation"]["models"]["bcos"]
+        lines.append([cell["cell"], number(100 * model["accuracy"]), number(100 * model.get("macro_f1", math.nan)),
+                      *(with_interval(row, score) for score in scores), number(row.get("entropy"), 3),
+                      number(row.get("special_token_share"), 3),
+                      *(f"{number(row.get(f'predicted_rate_{k}'), 3)} ({number(row.get(f'label_rate_{k}'), 3)})"
+                        for k in classes)])
+    return [caption(cells[0]), "", *table(header, lines), ""]
+
+
+def render(results: Path) -> str:
+    """The whole of docs/RESULTS.md from ``results/<experiment>/*.json``."""
+    out = ["# Results: the paper's experiments on this codebase", "",
+           "Generated by `python benchmarks/paper/run.py` from the JSON under `benchmarks/results/paper/` (one file "
+           "per cell); do not edit by hand. Intervals are 95 % percentile bootstrap intervals over the evaluated "
+           "examples; a paired interval of B-cos − method that includes 0 is a tie.", ""]
+    for experiment, title in TITLES.items():
+        files = sorted((results / experiment).glob("*.json"))
+        out += [f"## {title}", "", f"The paper: {PAPER[experiment]}", ""]
+        if not files:
+            out += ["Not run yet.", ""]
+            continue
+        cells = [json.loads(path.read_text()) for path in files]
+        if experiment == "faithfulness":
+            for cell in cells:
+                out += faithfulness_section(cell)
+        else:
+            out += sweep_section(cells, "b" if experiment == "b_sweep" else "variant")
+    return "\n".join(out).rstrip() + "\n"

@@ -1,0 +1,150 @@
+"""Run the paper's experiments (issue 11) as resumable commands and render docs/RESULTS.md from their JSON.
+
+    python benchmarks/paper/run.py faithfulness --budget benchmarks/paper/budgets/cpu.yaml --work /work/paper
+    python benchmarks/paper/run.py b_sweep ablation --budget benchmarks/paper/budgets/cpu.yaml --work /work/paper
+    python benchmarks/paper/run.py --render-only          # regenerate docs/RESULTS.md from the cells' JSON
+
+Each experiment trains what its cells need with ``train.py fit`` (the budget's config per data set and kind, plus the
+cell's ``SequenceClassifier`` options; each model once, its export recorded in ``<work>/models/<key>.json``),
+evaluates each cell with ``python -m bcos.evaluate`` and writes one JSON per cell into ``--results``
+(``<results>/<experiment>/<cell>.json``: the models' keys and exports and the evaluation's results, which hold
+the models' accuracy and macro-F1 on the evaluated examples). Rerunning skips every model and cell already done, so an interrupted run continues where it
+stopped. ``--reuse KEY=FOLDER`` takes an existing export for a model key instead of training it. Finally the tables
+are rendered into ``--doc`` from all cells' JSON (never by hand).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+import yaml
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+sys.path[:0] = [str(REPO_ROOT), str(Path(__file__).resolve().parent)]  # this checkout; experiments/render
+
+import train  # noqa: E402
+from bcos.cli import evaluate as evaluate_command  # noqa: E402
+from experiments import EXPERIMENTS, Cell, TrainedModel, cells  # noqa: E402
+from render import render  # noqa: E402
+
+DEFAULT_RESULTS = REPO_ROOT / "benchmarks" / "results" / "paper"
+DEFAULT_DOC = REPO_ROOT / "docs" / "RESULTS.md"
+
+
+def flag_value(value: Any) -> str:
+    """A ``train.py`` command-line value (jsonargparse reads it as YAML)."""
+    return json.dumps(value)
+
+
+def train_model(model: TrainedModel, budget: dict[str, Any], work: Path) -> Path:
+    """Trains ``model`` with ``train.py fit`` unless ``<work>/models/<key>.json`` records its export; returns the
+    export folder."""
+    record = work / "models" / f"{model.key}.json"
+    if record.is_file():
+        return Path(json.loads(record.read_text())["export"])
+    config = budget["configs"][model.kind].format(dataset=model.dataset)
+    args = ["fit", "--config", config, *map(str, budget.get("train_overrides", [])),
+            "--trainer.logger.init_args.save_dir", str(work / "runs"), "--trainer.logger.init_args.name", model.key]
+    for name, value in model.options:
+        args += [f"--model.{name}", flag_value(value)]
+    started = time.perf_counter()
+    cli = train.main(args)
+    export = Path(cli.trainer.log_dir) / "hf_export"
+    if not (export / "config.json").is_file():
+        raise RuntimeError(f"training {model.key} wrote no export at {export}")
+    record.parent.mkdir(parents=True, exist_ok=True)
+    record.write_text(json.dumps({"key": model.key, "export": str(export), "train_args": args,
+                                  "steps": cli.trainer.global_step,
+                                  "seconds": time.perf_counter() - started}, indent=2) + "\n")
+    return export
+
+
+def training_record(model: TrainedModel, work: Path) -> dict[str, Any] | None:
+    """What :func:`train_model` recorded for ``model`` (None for a reused export)."""
+    record = work / "models" / f"{model.key}.json"
+    return json.loads(record.read_text()) if record.is_file() else None
+
+
+def evaluation_settings(cell: Cell, budget: dict[str, Any]) -> tuple[str, str, int | None, int]:
+    """The evaluated data (``--dataset`` value and split), sample size and max length of ``cell``."""
+    evaluation = budget["evaluate"]
+    source = budget.get("dataset_sources", {}).get(cell.dataset, cell.dataset)
+    return (source, evaluation["splits"][cell.dataset], evaluation.get("max_examples"),
+            evaluation["max_length"][cell.dataset])
+
+
+def run_cell(cell: Cell, budget: dict[str, Any], work: Path, results: Path, reuse: dict[str, Path]) -> Path:
+    """Trains the cell's models (unless reused or done), evaluates, and writes the cell's JSON (skipped when it
+    exists)."""
+    out = results / cell.experiment / f"{slug(cell.name)}.json"
+    if out.is_file():
+        return out
+    exports = {model.kind: reuse.get(model.key) or train_model(model, budget, work) for model in cell.models}
+    trainings = {model.kind: training_record(model, work) for model in cell.models}
+    dataset, split, max_examples, max_length = evaluation_settings(cell, budget)
+    argv = ["--bcos", str(exports["bcos"]), "--dataset", dataset, "--split", split, "--max-length", str(max_length),
+            "--out", str(work / "evaluations" / cell.experiment / slug(cell.name)), *cell.flags,
+            *map(str, budget["evaluate"].get("flags", []))]
+    if "conventional" in exports:
+        argv += ["--conventional", str(exports["conventional"])]
+    if max_examples is not None:
+        argv += ["--max-examples", str(max_examples)]
+    evaluation = evaluate_command.main(argv)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    partial = out.with_suffix(".partial")
+    partial.write_text(json.dumps({
+        "experiment": cell.experiment, "cell": cell.name, "dataset": cell.dataset, "split": split,
+        "models": {model.kind: {"key": model.key, "options": dict(model.options), "export": str(exports[model.kind]),
+                                "training": trainings[model.kind]} for model in cell.models},
+        "budget": budget.get("name", "unnamed"), "caption": budget.get("caption", ""),
+        "evaluation": {key: value for key, value in evaluation.items() if key != "files"},
+    }, indent=2, default=str) + "\n")
+    partial.rename(out)  # a cell's JSON is complete or absent
+    return out
+
+
+def slug(name: str) -> str:
+    return "".join(character if character.isalnum() or character in "._=-" else "_" for character in name)
+
+
+def parse_reuse(text: str) -> tuple[str, Path]:
+    key, separator, folder = text.partition("=")
+    if not separator or not Path(folder).is_dir():
+        raise argparse.ArgumentTypeError(f"--reuse takes KEY=FOLDER with an existing export folder, got {text!r}")
+    return key, Path(folder)
+
+
+def main(argv: Sequence[str] | None = None) -> list[Path]:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("experiments", nargs="*", metavar="EXPERIMENT", help=f"of: {', '.join(EXPERIMENTS)}")
+    parser.add_argument("--budget", type=Path, default=REPO_ROOT / "benchmarks" / "paper" / "budgets" / "cpu.yaml")
+    parser.add_argument("--work", type=Path, default=Path("paper_runs"), help="training runs and evaluations")
+    parser.add_argument("--results", type=Path, default=DEFAULT_RESULTS, help="one JSON per cell")
+    parser.add_argument("--doc", type=Path, default=DEFAULT_DOC, help="the rendered tables")
+    parser.add_argument("--reuse", type=parse_reuse, action="append", default=[], metavar="KEY=FOLDER")
+    parser.add_argument("--render-only", action="store_true", help="only regenerate --doc from --results")
+    args = parser.parse_args(argv)
+    if not args.experiments and not args.render_only:
+        parser.error("name at least one experiment, or give --render-only")
+    unknown = [name for name in args.experiments if name not in EXPERIMENTS]
+    if unknown:
+        parser.error(f"unknown experiment {unknown[0]!r}; known: {', '.join(EXPERIMENTS)}")
+    if not args.budget.is_file():
+        parser.error(f"--budget {args.budget}: no such file")
+    budget = yaml.safe_load(args.budget.read_text())
+    written = []
+    for experiment in args.experiments:
+        for cell in cells(experiment, budget):
+            written.append(run_cell(cell, budget, args.work, args.results, dict(args.reuse)))
+    args.doc.parent.mkdir(parents=True, exist_ok=True)
+    args.doc.write_text(render(args.results))
+    print(f"wrote {len(written)} cells under {args.results} and {args.doc}")
+    return written
+
+
+if __name__ == "__main__":
+    main()
