@@ -70,12 +70,15 @@ def bcos_model(dataset: str, **options: Any) -> TrainedModel:
 
 def cells(experiment: str, budget: dict[str, Any]) -> list[Cell]:
     """The cells of ``experiment`` that ``budget`` selects (its ``<experiment>`` entry: ``datasets`` for the
-    faithfulness table; ``dataset`` and ``b_values`` for the sweep; ``dataset`` and ``ablations`` for the ablation)."""
+    faithfulness table; ``dataset`` and ``b_values`` for the sweep; ``dataset`` and ``ablations`` for the ablation;
+    the faithfulness table's post-hoc methods are ``posthoc_methods``, also run on the B-cos model unless
+    ``posthoc_on_bcos: false``)."""
     selection = budget.get(experiment) or {}
     if experiment == "faithfulness":
-        methods = ",".join(["bcos", *budget["posthoc_methods"]])
-        return [Cell(experiment, dataset, dataset, bcos_model(dataset), TrainedModel(dataset, "conventional"),
-                     ("--methods", methods, "--posthoc-on-bcos"))
+        flags = ("--methods", ",".join(["bcos", *budget["posthoc_methods"]]))
+        if budget.get("posthoc_on_bcos", True):
+            flags += ("--posthoc-on-bcos",)
+        return [Cell(experiment, dataset, dataset, bcos_model(dataset), TrainedModel(dataset, "conventional"), flags)
                 for dataset in selection.get("datasets", ["sst2", "ag_news", "imdb", "hatexplain"])]
     dataset = selection.get("dataset", "hatexplain")
     if experiment == "b_sweep":

@@ -63,8 +63,8 @@ def model_line(cell: dict[str, Any]) -> str:
     for kind, info in cell["models"].items():
         scores = models.get(kind, {})
         f1 = f", macro-F1 {number(100 * scores['macro_f1'])} %" if scores.get("macro_f1") is not None else ""
-        training = info.get("training") or {}
-        steps = f", {training['steps']} steps" if "steps" in training else ""
+        training = info.get("training")
+        steps = f", trained {training['steps']} steps" if training else f", reused export `{info['export']}`"
         parts.append(f"{kind} `{info['key']}`{steps}: accuracy {number(100 * scores.get('accuracy', math.nan))} %{f1}")
     return "; ".join(parts)
 

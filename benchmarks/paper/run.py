@@ -126,6 +126,8 @@ def main(argv: Sequence[str] | None = None) -> list[Path]:
     parser.add_argument("--results", type=Path, default=DEFAULT_RESULTS, help="one JSON per cell")
     parser.add_argument("--doc", type=Path, default=DEFAULT_DOC, help="the rendered tables")
     parser.add_argument("--reuse", type=parse_reuse, action="append", default=[], metavar="KEY=FOLDER")
+    parser.add_argument("--only", action="append", default=[], metavar="CELL",
+                        help="run only these cells (repeatable), e.g. --only sst2 --only 'b = 2.0'")
     parser.add_argument("--render-only", action="store_true", help="only regenerate --doc from --results")
     args = parser.parse_args(argv)
     if not args.experiments and not args.render_only:
@@ -139,6 +141,8 @@ def main(argv: Sequence[str] | None = None) -> list[Path]:
     written = []
     for experiment in args.experiments:
         for cell in cells(experiment, budget):
+            if args.only and cell.name not in args.only:
+                continue
             written.append(run_cell(cell, budget, args.work, args.results, dict(args.reuse)))
     args.doc.parent.mkdir(parents=True, exist_ok=True)
     args.doc.write_text(render(args.results))
