@@ -137,7 +137,9 @@ def _gloo_worker(rank: int, tiny: dict[str, Path], folder: Path, store: str) -> 
 
 
 def test_two_gloo_processes_write_disjoint_shards_whose_union_is_the_data_set(tiny, tmp_path):
-    mp.spawn(_gloo_worker, args=(tiny, tmp_path / "corpus", str(tmp_path / "store")), nprocs=2)
+    # forked (not spawned) processes: they need not import torch and transformers again
+    mp.start_processes(_gloo_worker, args=(tiny, tmp_path / "corpus", str(tmp_path / "store")), nprocs=2,
+                       start_method="fork")
     by_rank = [set(json.loads((tmp_path / f"rank{rank}.json").read_text())) for rank in (0, 1)]
     assert by_rank[0] and by_rank[1] and not by_rank[0] & by_rank[1]
     assert by_rank[0] | by_rank[1] == {path.name for path in shards(tmp_path / "corpus")}
