@@ -43,7 +43,8 @@ SHARD_PREFIX = "shard-"
 @dataclass(frozen=True)
 class Corpus:
     """An explained split read back: ``rows`` (one per example, ordered by ``row``) and the ``meta`` record of
-    ``corpus.json`` (``settings``, ``classes``: class names by id, ``special_tokens``, ``rows``: the row count)."""
+    ``corpus.json`` (``settings``: what determines the content, the row count included; ``classes``: class names
+    by id; ``special_tokens``; ``source``: where the split was read; ``chunks``: the number of shards)."""
 
     rows: pd.DataFrame
     meta: dict[str, Any]
