@@ -42,7 +42,8 @@ def hand_corpus(words_of_first: list[str] | None = None) -> Corpus:
     if words_of_first is not None:
         rows.at[0, "words"] = words_of_first
     return Corpus(rows, {"classes": CLASSES, "special_tokens": SPECIAL, "chunks": 1,
-                         "settings": {"model": "hand <b>made</b>", "method": "bcos", "dataset": "hand", "split": "test"}})
+                         "settings": {"model": "hand <b>made</b>", "method": "bcos", "dataset": "hand",
+                                      "split": "test"}})
 
 
 def test_top_words_per_class_equal_the_hand_computed_means_and_shares():
@@ -178,7 +179,8 @@ def test_the_report_escapes_tokens_embeds_png_charts_and_writes_the_tables(tmp_p
 
 @pytest.mark.parametrize("extra, message", [
     (["--communities", "X,Martian"], "community 'Martian' is the target of no post"),
-    (["--communities", "X", "--normal-class", "benign"], "unknown class 'benign'; the model's classes are 0 (toxic), 1 (normal)"),
+    (["--communities", "X", "--normal-class", "benign"],
+     "unknown class 'benign'; the model's classes are 0 (toxic), 1 (normal)"),
     (["--min-count", "0"], "--min-count, --top and --min-votes must be at least 1"),
 ])
 def test_bad_analysis_inputs_are_usage_errors(tmp_path, capsys, extra, message):
