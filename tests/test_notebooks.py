@@ -14,7 +14,7 @@ pytestmark = pytest.mark.integration  # real pre-trained models (MiniLM, SmolLM2
 
 
 def test_the_notebooks_are_there():
-    assert {path.name for path in NOTEBOOKS} >= {"heatmaps.ipynb", "decoder.ipynb"}
+    assert {path.name for path in NOTEBOOKS} >= {"heatmaps.ipynb", "decoder.ipynb", "analysis.ipynb"}
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[path.stem for path in NOTEBOOKS])

@@ -1,0 +1,4 @@
+"""``python -m bcos.analysis``: see :mod:`bcos.cli.analyze`."""
+from bcos.cli.analyze import main
+
+main()
