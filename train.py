@@ -10,10 +10,14 @@
 
 The model is named once (``model.model_name_or_path``; the data's tokenizer follows it), and so is the number
 of labels (``model.num_labels``; by default inferred from the data). TensorBoard logs go to
-``runs/<name>/version_<n>/``, checkpoints to its ``checkpoints/`` (the best by the module's monitor, and ``last.ckpt``:
-the state at the latest validation) and the best model in Hugging Face format to its ``hf_export/``.
+``runs/<name>/version_<n>/`` (a folder of its own per run: ``claim_run_folder``), checkpoints to its ``checkpoints/``
+(the best by the module's monitor, and ``last.ckpt``: the state at the latest validation, or at the step reached when
+SIGINT, SIGTERM or an exception stopped the run) and the best model in Hugging Face format to its ``hf_export/``.
 ``fit --ckpt_path last`` continues the newest run of that name that has a ``last.ckpt`` (optimizer, schedule
-and step count included). Several ``--config`` files compose, later ones overriding earlier ones.
+and step count included), with the model hyperparameters it was trained with (others are refused). Several
+``--config`` files compose, later ones overriding earlier ones. Without a terminal, ``ProgressLog`` prints progress
+lines instead of a progress bar. Exit status: 2 for a run configured so that it cannot work (one message), 143 after
+SIGTERM, 1 after SIGINT.
 
 The model and the data are classes chosen by ``class_path`` (subclass mode): by default
 ``lightning_modules.SequenceClassifier`` on ``datamodules.TextClassificationDataModule`` (a config may then give
