@@ -17,7 +17,9 @@ import transformers
 from jsonargparse import Namespace
 
 from callbacks import FaithfulnessCallback
-from lightning_modules.base import position_limit
+from datamodules import LanguageModelingDataModule
+from lightning_modules import RunConfigurationError
+from lightning_modules.base import check_sequence_length, position_limit
 from test_train_cli import REPO, no_command_line, run_train, tiny, tiny_config, train  # noqa: F401 (fixtures)
 
 MAX_STEPS = 4
@@ -206,6 +208,16 @@ def test_position_limits():
     assert position_limit(transformers.RobertaConfig(max_position_embeddings=514, pad_token_id=1)) == 512
 
 
+def test_a_block_size_beyond_a_decoders_positions_is_refused(tmp_path):
+    model = transformers.GPT2LMHeadModel(transformers.GPT2Config(n_positions=64, n_embd=8, n_layer=1, n_head=2))
+    data = LanguageModelingDataModule(str(tmp_path), "unused", block_size=100)
+    with pytest.raises(RunConfigurationError) as error:
+        check_sequence_length(model, data, "tiny-gpt2")
+    assert str(error.value) == ("data.block_size=100 exceeds the 64 positions of the model 'tiny-gpt2' "
+                                "(max_position_embeddings): lower data.block_size to at most 64")
+    check_sequence_length(model, LanguageModelingDataModule(str(tmp_path), "unused", block_size=64), "tiny-gpt2")
+
+
 def test_an_unwritable_export_folder_is_refused(tiny, tmp_path, capsys, no_command_line):
     blocker = tmp_path / "notes.txt"
     blocker.write_text("not a folder")
@@ -219,7 +231,6 @@ def test_an_unwritable_export_folder_is_refused(tiny, tmp_path, capsys, no_comma
 @pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
 def test_a_read_only_export_folder_is_refused(tmp_path):
     from callbacks.export import check_writable_folder
-    from lightning_modules import RunConfigurationError
 
     tmp_path.chmod(0o555)
     try:
