@@ -1,6 +1,8 @@
 """The callback that exports the best model in Hugging Face format, next to the Lightning checkpoints."""
 from __future__ import annotations
 
+import os
+import tempfile
 from pathlib import Path
 
 from lightning.pytorch import Callback, LightningModule, Trainer
@@ -8,7 +10,31 @@ from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 
 from bcos import load_tokenizer
 from bcos.convert import annealing_progress
+from lightning_modules.errors import RunConfigurationError
 from lightning_modules.export import export_module
+
+
+def check_writable_folder(folder: Path) -> None:
+    """Raises RunConfigurationError unless ``folder`` can be (re)written: a writable folder, or one that does not
+    exist yet in a folder (created here if missing) that takes new entries."""
+    if folder.is_file():
+        problem = "it is a file"
+    elif folder.is_dir() and not os.access(folder, os.W_OK):
+        problem = "it is read-only"
+    else:
+        try:
+            folder.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            problem = f"{error.strerror}: {error.filename}"
+        else:
+            try:
+                tempfile.TemporaryDirectory(dir=folder.parent, prefix=f".{folder.name}.").cleanup()
+                problem = None
+            except OSError as error:
+                problem = f"{folder.parent}: {error.strerror}"
+    if problem is not None:
+        raise RunConfigurationError(f"HFExport cannot write the export folder {folder} ({problem}): give "
+                                    "export.dirpath a writable folder")
 
 
 class HFExport(Callback):
@@ -33,6 +59,11 @@ class HFExport(Callback):
         if self.dirpath is not None:
             return Path(self.dirpath)
         return Path(trainer.checkpoint_callback.dirpath).parent / "hf_export"
+
+    def on_fit_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        """Refuses an export folder that cannot be written, before any training step."""
+        if trainer.is_global_zero:
+            check_writable_folder(self.export_dir(trainer))
 
     def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         # a resumed run starts from the restored best: only a new best triggers an export

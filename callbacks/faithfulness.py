@@ -20,6 +20,7 @@ from torch import nn
 from bcos import Model, load, load_tokenizer
 from bcos.evaluate import SCORES, Examples, MethodResult, MetricSettings, score_method, seqpg_instances
 from bcos.explain import EXPLAINERS, explainer_for
+from bcos.explain.registry import check_explainer_params
 from bcos.metrics import DEFAULT_FRACTIONS
 from bcos.viz import TokenHeatmap, heatmap_figure
 
@@ -62,7 +63,8 @@ class FaithfulnessCallback(Callback):
 
     Args:
         methods: explainers (see ``bcos.explain.EXPLAINERS``); "bcos" runs only when the model is a B-cos model.
-        method_params: constructor parameters by method, e.g. ``{"integrated_gradients": {"n_steps": 20}}``.
+        method_params: constructor parameters by method, e.g. ``{"integrated_gradients": {"n_steps": 20}}``
+            (checked here: ``bcos.explain.registry.check_explainer_params``).
         reference_checkpoint: a conventional model of the same task and tokenizer (Hugging Face folder or
             Lightning ``.ckpt``); the post-hoc methods explain it too (computed once: it does not change).
         probe_size: number of validation examples explained.
@@ -104,12 +106,16 @@ class FaithfulnessCallback(Callback):
         stray = sorted(set(method_params or {}) - set(methods))
         if stray:
             raise ValueError(f"method_params for methods that are not configured: {stray}")
+        for name, params in (method_params or {}).items():
+            check_explainer_params(name, params)
         if every_n_epochs is not None:
             warnings.warn("FaithfulnessCallback(every_n_epochs=...) is deprecated: it counts validation runs; use "
                           "every_n_validations", FutureWarning, stacklevel=2)
             every_n_validations = every_n_epochs
-        if probe_size < 1 or every_n_validations < 1:
-            raise ValueError("probe_size and every_n_validations must be at least 1")
+        for name, value, least in (("probe_size", probe_size, 1), ("every_n_validations", every_n_validations, 1),
+                                   ("heatmaps", heatmaps, 0)):
+            if value < least:
+                raise ValueError(f"FaithfulnessCallback {name} must be at least {least}, got {value}")
         self.methods = list(methods)
         self.method_params = dict(method_params or {})
         self.reference_checkpoint = reference_checkpoint

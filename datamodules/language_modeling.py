@@ -104,6 +104,9 @@ class LanguageModelingDataModule(LightningDataModule):
         seed: seed of the hold-out, the document order and the training shuffle.
     """
 
+    #: the option that bounds the tokens of one example (checked against the model's positions)
+    sequence_length_option = "block_size"
+
     def __init__(
         self,
         dataset: str | list[str],

@@ -94,6 +94,9 @@ class TextClassificationDataModule(LightningDataModule):
         cache_dir: where tokenised splits are cached; ``~/.cache/bcos-lm/datasets`` when None.
     """
 
+    #: the option that bounds the tokens of one example (checked against the model's positions)
+    sequence_length_option = "max_length"
+
     def __init__(
         self,
         dataset: str,

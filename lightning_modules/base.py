@@ -15,6 +15,7 @@ from bcos import BcosAnnealing, BcosOptions, bcosify, load_model
 from bcos.convert.annealing import CHECKPOINT_KEY as ANNEALING_KEY
 from bcos.handle import probabilities, record_probabilities
 from bcos.loader import CHECKPOINT_CONFIG_KEY, CHECKPOINT_LORA_KEY
+from lightning_modules.errors import RunConfigurationError
 from lightning_modules.optim import (adamw_with_linear_schedule, first_batch_log_scale, parameter_groups,
                                      register_logit_scale)
 
@@ -30,6 +31,31 @@ def check_anneal_steps(anneal_steps: int | float) -> None:
     if not (is_steps or (isinstance(anneal_steps, float) and 0 < anneal_steps < 1)):
         raise ValueError(f"anneal_steps must be a number of steps (an int >= 0) or a fraction of the training steps "
                          f"(a float in (0, 1)), got {anneal_steps!r}")
+
+
+def position_limit(config: Any) -> int | None:
+    """The most tokens one sequence of a model with this transformers config may hold: ``max_position_embeddings``
+    (GPT-2's ``n_positions``), less RoBERTa's offset (its position ids start after ``pad_token_id``); None when the
+    config names no limit."""
+    limit = getattr(config, "max_position_embeddings", None)
+    if limit is not None and getattr(config, "model_type", None) == "roberta":
+        limit -= config.pad_token_id + 1
+    return limit
+
+
+def check_sequence_length(model: nn.Module, datamodule: Any, model_name: str) -> None:
+    """Raises RunConfigurationError when the datamodule's examples may hold more tokens than ``model`` has
+    positions. The datamodule names the option that bounds them in ``sequence_length_option`` (no such attribute:
+    nothing to check)."""
+    option = getattr(datamodule, "sequence_length_option", None)
+    limit = position_limit(model.config)
+    if option is None or limit is None:
+        return
+    length = datamodule.hparams[option]
+    if length > limit:
+        raise RunConfigurationError(
+            f"data.{option}={length} exceeds the {limit} positions of the model {model_name!r} "
+            f"(max_position_embeddings): lower data.{option} to at most {limit}")
 
 
 def _state_dict_difference(expected: Mapping[str, torch.Tensor], given: Mapping[str, Any]) -> str:
@@ -175,6 +201,12 @@ class BcosModule(LightningModule):
         if self.hparams.learn_logit_scale:
             self.log("train/logit_scale", self.logit_scale.detach(), batch_size=batch_size)
 
+    def configure_model(self) -> None:
+        """Refuses data whose examples may be longer than the model's positions (before any training step)."""
+        datamodule = getattr(self._trainer, "datamodule", None)
+        if datamodule is not None:
+            check_sequence_length(self.model, datamodule, self.hparams.model_name_or_path)
+
     # --- optimization -----------------------------------------------------------------------------------
 
     def configure_optimizers(self) -> dict:
@@ -226,15 +258,32 @@ class BcosModule(LightningModule):
             checkpoint[CHECKPOINT_LORA_KEY] = self.lora_options
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Remembers the checkpoint's architecture (for errors) and warns about differing model options."""
+        """Remembers the checkpoint's architecture (for errors); a fit that resumes the checkpoint must configure
+        its hyperparameters (RunConfigurationError naming those that differ), other loads warn about differing
+        model options."""
         self._checkpoint_architecture = checkpoint.get("architecture")
+        saved = checkpoint.get(self.CHECKPOINT_HYPER_PARAMS_KEY) or {}
+        if self._trainer is not None and self.trainer.state.fn == "fit":
+            self._check_resumed_hyperparameters(saved)
         if self.annealing is not None and ANNEALING_KEY in checkpoint:
             self.annealing.load_state_dict(checkpoint[ANNEALING_KEY])  # a finished ramp: the model's final form
-        saved = checkpoint.get(self.CHECKPOINT_HYPER_PARAMS_KEY) or {}
         differing = [key for key in MODEL_OPTION_KEYS if key in saved and saved[key] != self.hparams.get(key)]
         if differing:
             rank_zero_warn("the checkpoint was trained with other model options: " + ", ".join(
                 f"{key}={saved[key]!r} (configured {self.hparams.get(key)!r})" for key in differing))
+
+    def _check_resumed_hyperparameters(self, saved: Mapping[str, Any]) -> None:
+        """Resuming continues the checkpoint's training (its optimizer and schedule hold its learning rate): a
+        configuration that says otherwise would misstate what ran."""
+        keys = {key for key in {*saved, *self.hparams} if not key.startswith("_")}
+        differing = sorted(key for key in keys if saved.get(key) != self.hparams.get(key))
+        if differing:
+            raise RunConfigurationError(
+                f"the checkpoint {self.trainer.ckpt_path} was trained with other hyperparameters than this run "
+                "configures: " + ", ".join(f"{key}={saved.get(key)!r} (configured {self.hparams.get(key)!r})"
+                                           for key in differing)
+                + ". A resumed run continues that training: configure the checkpoint's values (its run folder's "
+                  "config.yaml holds them), or start a new run without --ckpt_path")
 
     def load_state_dict(self, state_dict: Mapping[str, Any], strict: bool = True, assign: bool = False):
         """``nn.Module.load_state_dict``; a checkpoint of another architecture raises a ValueError naming both."""

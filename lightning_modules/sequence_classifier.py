@@ -125,12 +125,14 @@ class SequenceClassifier(BcosModule):
                              f"{datamodule_labels} labels")
 
     def configure_model(self) -> None:
-        """Builds the model when ``num_labels`` came from the datamodule, and names its classes after the
-        datamodule's ``label_names`` (so exports and heatmaps show them)."""
+        """Builds the model when ``num_labels`` came from the datamodule, checks the data's length against it
+        (``BcosModule.configure_model``), and names its classes after the datamodule's ``label_names`` (so exports and
+        heatmaps show them)."""
         if self.model is None:
             if self.hparams.num_labels is None:
                 raise ValueError("num_labels is unknown: pass it, or train with a datamodule that has num_labels")
             self._build(self.hparams.num_labels)
+        super().configure_model()
         names = getattr(getattr(self._trainer, "datamodule", None), "label_names", None)
         if names is not None:
             self.model.config.id2label = dict(enumerate(names))

@@ -155,7 +155,8 @@ def test_files_words_and_png(models, tmp_path):
     ({"--method-params": '{"lim": {"n_samples": 8}}'}, "unknown method 'lim'; known methods: bcos, "
      "integrated_gradients, kernel_shap, shapley_sampling, lime, input_x_gradient, saliency, occlusion, attention"),
     ({"--methods": "lime", "--method-params": '{"lime": {"samples": 8}}'}, "--method-params for lime: "
-     "SamplingExplainer.__init__() got an unexpected keyword argument 'samples'"),
+     "lime takes no parameter samples; its parameters: alpha, baseline_token_id, causal, kernel_width, n_samples, "
+     "perturbations_per_eval, seed"),
     ({"--model": "CONVENTIONAL", "--methods": "bcos"}, "method bcos needs a B-cos model, but CONVENTIONAL holds a "
      "conventional model; explain it with post-hoc methods, e.g. --methods integrated_gradients,lime"),
     ({"--target": "neutral"}, "unknown --target 'neutral'; the model's classes are 0 (negative), 1 (positive), or "

@@ -23,7 +23,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..explain.protocol import Explainer
-from ..explain.registry import EXPLAINERS, explainer_for
+from ..explain.registry import EXPLAINERS, check_explainer_params, explainer_for
 from ..explain.words import token_strings
 from ..handle import Model
 from ..loader import load
@@ -108,9 +108,10 @@ def build_explainers(classifier: Model, methods: Sequence[str],
     explainers = {}
     for method in methods:
         try:
-            explainers[method] = explainer_for(classifier, method, method_params.get(method))
-        except TypeError as error:
+            check_explainer_params(method, method_params.get(method) or {})
+        except ValueError as error:
             raise ValueError(f"--method-params for {method}: {error}") from error
+        explainers[method] = explainer_for(classifier, method, method_params.get(method))
     return explainers
 
 
