@@ -10,11 +10,38 @@ from pathlib import Path
 
 import torch
 import transformers
+from safetensors import SafetensorError
 from safetensors.torch import load_file
 from torch import nn
 
 from .convert import BcosOptions, bcosify
 from .kinds import KINDS, auto_class, model_class
+
+
+class ModelFileError(ValueError):
+    """A model file that exists but cannot be read (truncated, corrupted, or not what its name says): the message
+    names the file and what to do."""
+
+    def __init__(self, path: str | os.PathLike, problem: str) -> None:
+        super().__init__(f"{path} cannot be read: {problem}. The file is truncated or corrupted (an interrupted "
+                         "copy or save?): copy it again, or export the model again")
+
+
+def read_config_json(folder: Path) -> dict:
+    """The parsed ``config.json`` of a model folder; ModelFileError when it is not valid JSON."""
+    path = folder / "config.json"
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ModelFileError(path, f"not valid JSON ({error})") from error
+
+
+def read_safetensors(path: Path) -> dict[str, torch.Tensor]:
+    """The tensors of a ``.safetensors`` file; ModelFileError when it cannot be read."""
+    try:
+        return load_file(path)
+    except SafetensorError as error:
+        raise ModelFileError(path, f"not a complete safetensors file ({error})") from error
 
 
 def _minilm_folder(package_dir: Path) -> dict:
@@ -78,7 +105,12 @@ def load_model(name_or_path: str, task: str = "sequence-classification", **kwarg
     if (Path(name_or_path) / "config.json").is_file() and _saved_bcos_options(Path(name_or_path)) is not None:
         return load_pretrained(name_or_path)
     auto = transformers.AutoModel if task == "base" else auto_class(task)
-    model = auto.from_pretrained(**resolve_pretrained(name_or_path), **kwargs)
+    try:
+        model = auto.from_pretrained(**resolve_pretrained(name_or_path), **kwargs)
+    except SafetensorError as error:
+        single = Path(name_or_path) / "model.safetensors"
+        raise ModelFileError(single if single.is_file() else f"a weights file of {name_or_path}",
+                             f"not a complete safetensors file ({error})") from error
     _drop_gguf_quantizer(model)
     return model
 
@@ -94,19 +126,19 @@ def _drop_gguf_quantizer(model: nn.Module) -> None:
 
 
 def _saved_bcos_options(folder: Path) -> dict | None:
-    return json.loads((folder / "config.json").read_text()).get("bcos")
+    return read_config_json(folder).get("bcos")
 
 
 def _load_state_dict(folder: Path) -> dict[str, torch.Tensor]:
     single = folder / "model.safetensors"
     if single.is_file():
-        return load_file(single)
+        return read_safetensors(single)
     index = folder / "model.safetensors.index.json"
     if not index.is_file():
         raise FileNotFoundError(f"no model.safetensors or model.safetensors.index.json in {folder}")
     state: dict[str, torch.Tensor] = {}
     for shard in sorted(set(json.loads(index.read_text())["weight_map"].values())):
-        state.update(load_file(folder / shard))
+        state.update(read_safetensors(folder / shard))
     return state
 
 
@@ -115,6 +147,7 @@ def load_pretrained(path: str | os.PathLike) -> nn.Module:
     ``config.bcos`` and the saved weights are loaded exactly. Returns the model in eval mode.
 
     Raises:
+        ModelFileError: ``config.json`` or a weights file cannot be read (truncated or corrupted).
         ValueError: if ``path`` holds a conventional model (load it with transformers and call bcosify), names an
             architecture that is not a transformers model class, or holds weights that do not fit the rebuilt
             B-cos model.
@@ -122,6 +155,7 @@ def load_pretrained(path: str | os.PathLike) -> nn.Module:
     folder = Path(path)
     if not (folder / "config.json").is_file():
         raise FileNotFoundError(f"{folder} has no config.json: not a saved model folder")
+    read_config_json(folder)
     config = transformers.AutoConfig.from_pretrained(folder)
     if getattr(config, "bcos", None) is None:
         raise ValueError(f"{folder} holds a conventional model (its config has no 'bcos' entry); load it with "

@@ -8,17 +8,19 @@ from lightning.pytorch import LightningModule
 from torch import nn
 
 from bcos.convert import annealing_progress
-from bcos.handle import record_probabilities
+from bcos.handle import record_max_length, record_probabilities
 
 
 def export_hf(model: nn.Module, tokenizer, folder: str | Path, logit_scale: float = 1.0,
-              link: str = "softmax") -> Path:
+              link: str = "softmax", max_length: int | None = None) -> Path:
     """Saves ``model`` and ``tokenizer`` with ``save_pretrained`` into ``folder``, replacing it whole.
 
     ``bcos.load(folder)`` reloads either (a B-cos or a conventional model) with the logits of ``model``.
     ``logit_scale``, the factor the training loss applied to the logits, and ``link``, ``sigmoid`` (BCE) or
     ``softmax`` (CE), are recorded in the config (``bcos.handle.record_probabilities``): the trained
     probabilities are ``link(logit_scale * logits)``, what ``bcos.load(folder).probabilities`` gives.
+    ``max_length``, the tokens per training example, is recorded too (``bcos.handle.record_max_length``), so that
+    the commands that load the model use it by default.
     """
     progress = annealing_progress(model)
     if progress is not None:
@@ -26,6 +28,8 @@ def export_hf(model: nn.Module, tokenizer, folder: str | Path, logit_scale: floa
                          "export it once the annealing has ended")
     folder = Path(folder)
     record_probabilities(model.config, logit_scale, link)
+    if max_length is not None:
+        record_max_length(model.config, max_length)
     partial = folder.with_name(folder.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
     model.save_pretrained(partial)
@@ -36,6 +40,8 @@ def export_hf(model: nn.Module, tokenizer, folder: str | Path, logit_scale: floa
 
 
 def export_module(module: LightningModule, tokenizer, folder: str | Path) -> Path:
-    """:func:`export_hf` of a LightningModule's ``.model`` with the logit scale and link function it trains with."""
+    """:func:`export_hf` of a LightningModule's ``.model`` with the logit scale, link function and tokens per example
+    it trains with."""
+    max_length = module.trained_max_length() if hasattr(module, "trained_max_length") else None
     return export_hf(module.model, tokenizer, folder, logit_scale=float(getattr(module, "logit_scale", 1.0)),
-                     link=getattr(module, "link", "softmax"))
+                     link=getattr(module, "link", "softmax"), max_length=max_length)
