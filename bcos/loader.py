@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import re
 from pathlib import Path
 from typing import Any
 
@@ -98,10 +99,16 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     cannot be read so (truncated, corrupted, or holding other objects)."""
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
-    except (RuntimeError, EOFError, pickle.UnpicklingError) as error:
+    except pickle.UnpicklingError as error:
+        unsafe = re.search(r"Unsupported global: GLOBAL (\S+)", str(error))
+        if unsafe is None:
+            raise ModelFileError(path, "not a checkpoint (its contents do not unpickle)") from error
+        raise ModelFileError(path, f"it holds a {unsafe.group(1)} object, not only tensors and Python literals",
+                             "Checkpoints are read with weights_only=True, so that loading one runs no code: give a "
+                             "checkpoint written by this project's training, or the run's hf_export/ folder") from error
+    except (RuntimeError, EOFError) as error:
         problem = str(error).split(". ")[0]
-        raise ModelFileError(path, f"not a complete checkpoint of tensors ({problem}); checkpoints are read with "
-                             "weights_only=True, so one that holds other objects is refused too") from error
+        raise ModelFileError(path, f"not a complete checkpoint ({problem})") from error
 
 
 def _from_checkpoint(path: Path) -> tuple[torch.nn.Module, str, float | None]:

@@ -121,3 +121,26 @@ def test_explain_refuses_a_model_that_is_not_bcosified(bert):
     explanation = bcos.explain(bcos.bcosify(copy.deepcopy(bert).double()), ids, mask, target=2)
     assert explanation.target.tolist() == [2, 2, 2]
     assert float(explanation.completeness_error().max()) < 1e-9
+
+
+MINILM = "sentence-transformers/all-MiniLM-L6-v2"
+
+
+def test_a_freshly_added_head_loads_without_an_alarming_report(capfd, tmp_path):
+    model = bcos.load_model(MINILM, num_labels=2)  # a base checkpoint: the classifier is new
+    assert model.config.num_labels == 2 and "LOAD REPORT" not in capfd.readouterr().err
+    # anything else is still reported: a masked-LM head missing from a classifier checkpoint, unused classifier keys
+    model.save_pretrained(tmp_path / "classifier")
+    bcos.load_model(str(tmp_path / "classifier"), task="masked-lm")
+    err = capfd.readouterr().err
+    assert "BertForMaskedLM LOAD REPORT" in err and "classifier.weight" in err and "UNEXPECTED" in err
+
+
+def test_a_head_of_another_size_is_a_clear_error(tmp_path):
+    tiny_model("bert", "BertForSequenceClassification", num_labels=2).save_pretrained(tmp_path)
+    with pytest.raises(ValueError) as error:
+        bcos.load_model(str(tmp_path), num_labels=3)
+    assert str(error.value) == (
+        f"{tmp_path} has a classification head for 2 classes, but the model is built for 3 (num_labels, from the "
+        "data's labels): fine-tune a model whose head has 3 classes or a base model without a head, or check the "
+        "labels of the data")

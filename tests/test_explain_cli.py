@@ -239,10 +239,9 @@ def test_a_truncated_checkpoint_is_one_clear_error(models, tmp_path, capsys):
         main(["--model", str(checkpoint), "--text", TEXT, "--out", str(tmp_path / "heatmap.html")])
     assert exit_info.value.code == 2
     assert capsys.readouterr().err.strip().splitlines()[-1] == (
-        f"python -m bcos.explain: error: {checkpoint} cannot be read: not a complete checkpoint of tensors "
-        "(PytorchStreamReader failed reading zip archive: failed finding central directory); checkpoints are read "
-        "with weights_only=True, so one that holds other objects is refused too. The file is truncated or corrupted "
-        "(an interrupted copy or save?): copy it again, or export the model again")
+        f"python -m bcos.explain: error: {checkpoint} cannot be read: not a complete checkpoint (PytorchStreamReader "
+        "failed reading zip archive: failed finding central directory). The file is truncated or corrupted (an "
+        "interrupted copy or save?): copy it again, or export the model again")
 
 
 def test_max_length_defaults_to_the_trained_length(models, tmp_path):
