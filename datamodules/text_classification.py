@@ -82,7 +82,8 @@ class TextClassificationDataModule(LightningDataModule):
         label_column: column holding the integer class id.
         rationale_column: column of per-word 0/1 rationales (whitespace words of the text), carried
             into batches when the data has it; None to ignore it.
-        num_labels: number of classes; inferred as the largest label + 1 when None, checked when given.
+        num_labels: number of classes; when None, the number of distinct labels (labels outside 0..N-1 are an
+            error naming the file and line), checked when given.
         max_length: truncation length in tokens; at most the tokenizer's ``model_max_length``. Recorded in the
             checkpoints and the Hugging Face export, where the commands take it as their ``--max-length`` default.
         batch_size: training batch size.
@@ -160,7 +161,7 @@ class TextClassificationDataModule(LightningDataModule):
                 if count:
                     dataset = self.hparams.dataset
                     rank_zero_warn(f"Skipped {count} empty texts in split {split!r} of dataset {dataset!r}")
-            self._prepared = _Prepared(path, *resolve_labels(meta, self.hparams.num_labels))
+            self._prepared = _Prepared(path, *resolve_labels(meta, self.hparams.num_labels, source.location))
         return self._prepared
 
     def prepare_data(self) -> None:
