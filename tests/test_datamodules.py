@@ -432,7 +432,8 @@ def test_num_labels_mismatch(tmp_path, make_dm):
 
 
 def test_non_integer_labels(tmp_path, make_dm):
-    path = write_jsonl(tmp_path / "data" / "train.jsonl", [{"text": "a", "label": "pos"}, {"text": "b", "label": "neg"}])
+    rows = [{"text": "a", "label": "pos"}, {"text": "b", "label": "neg"}]
+    path = write_jsonl(tmp_path / "data" / "train.jsonl", rows)
     with pytest.raises(ValueError) as error:
         make_dm(tmp_path / "data").prepare_data()
     assert str(error.value) == (f"{path}, line 1: label 'pos' is not an integer class id; label column 'label' must "
