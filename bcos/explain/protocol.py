@@ -71,7 +71,7 @@ def class_ids(value: int | torch.Tensor, batch: int, device: torch.device, name:
     Raises:
         ValueError: not an integer, not one id per row, negative, or (when ``classes`` is given) ``>= classes``.
     """
-    if isinstance(value, float) or isinstance(value, bool):
+    if isinstance(value, (float, bool)):
         raise ValueError(f"{name} must be an integer class index, got {value!r}")
     index = torch.as_tensor(value, device=device)
     if index.dtype == torch.bool or index.is_floating_point() or index.is_complex():
