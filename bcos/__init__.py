@@ -14,7 +14,7 @@ from .convert import BcosAnnealing, BcosOptions, ConversionReport, bcosify, supp
 from .explain import Explanation, merge_subwords, token_strings
 from .explain import explain as _explain_function
 from .handle import Model
-from .hub import load_model, load_pretrained, load_tokenizer, resolve_pretrained
+from .hub import ModelFileError, load_model, load_pretrained, load_tokenizer, resolve_pretrained
 from .loader import load
 from .nn import explanation_mode, is_explanation_mode
 from .verification import VerificationReport, verify
@@ -29,6 +29,7 @@ __all__ = [
     "ConversionReport",
     "Explanation",
     "Model",
+    "ModelFileError",
     "bcosify",
     "explain",
     "explanation_mode",

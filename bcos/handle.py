@@ -50,6 +50,25 @@ def recorded_probabilities(config: Any) -> tuple[float | None, str]:
     return (None if scale is None else float(scale)), link
 
 
+#: the config entry that records the tokens per example a model was trained with (the run's ``max_length``)
+MAX_LENGTH_KEY = "trained_max_length"
+
+
+def record_max_length(config: Any, max_length: int) -> None:
+    """Write the tokens per example the model was trained with into ``config`` (a config or its dict)."""
+    if isinstance(config, dict):
+        config[MAX_LENGTH_KEY] = int(max_length)
+    else:
+        setattr(config, MAX_LENGTH_KEY, int(max_length))
+
+
+def recorded_max_length(config: Any) -> int | None:
+    """The tokens per example recorded in ``config`` (a config or its dict) by :func:`record_max_length`, else
+    None."""
+    value = config.get(MAX_LENGTH_KEY) if isinstance(config, dict) else getattr(config, MAX_LENGTH_KEY, None)
+    return None if value is None else int(value)
+
+
 def model_logits(model: nn.Module, causal: bool, input_ids: torch.Tensor, attention_mask: torch.Tensor,
                  **kwargs) -> torch.Tensor:
     """The logits a prediction is read from, ``[batch, classes]``. A decoder (``causal``) gets position ids counted
@@ -84,6 +103,8 @@ class Model:
         kind: ``sequence-classification``, ``causal-lm`` or ``masked-lm``; None: derived from the model's class
             (:func:`bcos.kinds.kind_of`).
         link: ``softmax`` or ``sigmoid``, the link function the model was trained with.
+
+    ``max_length`` (a property) is the tokens per example the model was trained with, when its config records it.
     """
 
     model: nn.Module
@@ -105,6 +126,11 @@ class Model:
     @property
     def is_bcos(self) -> bool:
         return getattr(self.model.config, "bcos", None) is not None
+
+    @property
+    def max_length(self) -> int | None:
+        """The tokens per example the model was trained with (:func:`recorded_max_length`), None when unrecorded."""
+        return recorded_max_length(self.model.config)
 
     @property
     def is_causal(self) -> bool:

@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import os
+import pickle
+import re
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +14,8 @@ import transformers
 from huggingface_hub.errors import HFValidationError
 
 from .handle import Model, recorded_probabilities
-from .hub import build_model, load_model, load_tokenizer, load_weights, resolve_pretrained
+from .hub import (ModelFileError, build_model, load_model, load_tokenizer, load_weights, read_config_json,
+                  resolve_pretrained)
 from .kinds import KINDS, Kind, kind_of
 
 #: the entry of a Lightning checkpoint that holds the transformers config of the module's ``model`` (written by
@@ -39,6 +42,7 @@ def load(source: str | os.PathLike, *, kind: Kind | None = None, logit_scale: fl
     A causal LM's tokenizer truncates on the left, so that a long prompt keeps its end.
 
     Raises:
+        ModelFileError: a file of the model (``config.json``, weights, the ``.ckpt``) exists but cannot be read.
         FileNotFoundError: ``source`` is neither a file, a folder nor a model the Hub (or a package) provides.
         ValueError: the kind cannot be told or differs from ``kind``; ``source`` is a folder without
             ``config.json``, a file that is not a ``.ckpt``, or a checkpoint without a transformers config.
@@ -55,6 +59,8 @@ def load(source: str | os.PathLike, *, kind: Kind | None = None, logit_scale: fl
         if path.is_dir() and not (path / "config.json").is_file():
             raise ValueError(f"{path} is a folder without config.json: not a saved model (a training run's "
                              "hf_export/ folder holds one)")
+        if path.is_dir():
+            read_config_json(path)
         config = _config(str(source))
         kind = kind or kind_of(config)
         if kind is None:
@@ -91,8 +97,20 @@ def _config(source: str) -> transformers.PretrainedConfig:
 
 def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     """The plain contents of a Lightning checkpoint (``state_dict``, ``hyper_parameters``, ...), read with
-    ``torch.load(weights_only=True)``: tensors and Python literals only, no code runs."""
-    return torch.load(path, map_location="cpu", weights_only=True)
+    ``torch.load(weights_only=True)``: tensors and Python literals only, no code runs. ModelFileError when the file
+    cannot be read so (truncated, corrupted, or holding other objects)."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        unsafe = re.search(r"Unsupported global: GLOBAL (\S+)", str(error))
+        if unsafe is None:
+            raise ModelFileError(path, "not a checkpoint (its contents do not unpickle)") from error
+        raise ModelFileError(path, f"it holds a {unsafe.group(1)} object, not only tensors and Python literals",
+                             "Checkpoints are read with weights_only=True, so that loading one runs no code: give a "
+                             "checkpoint written by this project's training, or the run's hf_export/ folder") from error
+    except (RuntimeError, EOFError) as error:
+        problem = str(error).split(". ")[0]
+        raise ModelFileError(path, f"not a complete checkpoint ({problem})") from error
 
 
 def _from_checkpoint(path: Path) -> tuple[torch.nn.Module, str, float | None]:

@@ -14,6 +14,7 @@ from lightning.pytorch.utilities import rank_zero_warn
 from torch.utils.data import DataLoader, Dataset
 from transformers import PreTrainedTokenizerBase
 
+from bcos.cli.common import DEFAULT_MAX_LENGTH
 from bcos.data import PadCollator, PrepareConfig, load_cached, padding_id, prepare_cached, read_meta, resolve_labels
 from bcos.data.sources import resolve_source
 
@@ -81,8 +82,10 @@ class TextClassificationDataModule(LightningDataModule):
         label_column: column holding the integer class id.
         rationale_column: column of per-word 0/1 rationales (whitespace words of the text), carried
             into batches when the data has it; None to ignore it.
-        num_labels: number of classes; inferred as the largest label + 1 when None, checked when given.
-        max_length: truncation length in tokens; at most the tokenizer's ``model_max_length``.
+        num_labels: number of classes; when None, the number of distinct labels (labels outside 0..N-1 are an
+            error naming the file and line), checked when given.
+        max_length: truncation length in tokens; at most the tokenizer's ``model_max_length``. Recorded in the
+            checkpoints and the Hugging Face export, where the commands take it as their ``--max-length`` default.
         batch_size: training batch size.
         eval_batch_size: validation/test/predict batch size; ``batch_size`` when None.
         num_workers: DataLoader worker processes.
@@ -105,7 +108,7 @@ class TextClassificationDataModule(LightningDataModule):
         label_column: str = "label",
         rationale_column: str | None = "rationale",
         num_labels: int | None = None,
-        max_length: int = 128,
+        max_length: int = DEFAULT_MAX_LENGTH,
         batch_size: int = 32,
         eval_batch_size: int | None = None,
         num_workers: int = 0,
@@ -161,7 +164,7 @@ class TextClassificationDataModule(LightningDataModule):
                 if count:
                     dataset = self.hparams.dataset
                     rank_zero_warn(f"Skipped {count} empty texts in split {split!r} of dataset {dataset!r}")
-            self._prepared = _Prepared(path, *resolve_labels(meta, self.hparams.num_labels))
+            self._prepared = _Prepared(path, *resolve_labels(meta, self.hparams.num_labels, source.location))
         return self._prepared
 
     def prepare_data(self) -> None:

@@ -13,7 +13,7 @@ from torch import nn
 
 from bcos import BcosAnnealing, BcosOptions, bcosify, load_model
 from bcos.convert.annealing import CHECKPOINT_KEY as ANNEALING_KEY
-from bcos.handle import probabilities, record_probabilities
+from bcos.handle import probabilities, record_max_length, record_probabilities
 from bcos.loader import CHECKPOINT_CONFIG_KEY, CHECKPOINT_LORA_KEY
 from lightning_modules.errors import RunConfigurationError
 from lightning_modules.optim import (adamw_with_linear_schedule, first_batch_log_scale, parameter_groups,
@@ -241,8 +241,8 @@ class BcosModule(LightningModule):
         return f"{kind} {type(self.model).__name__} from {hp.model_name_or_path!r}"
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Records the architecture (for errors) and the transformers config with the logit scale and link, from
-        which ``bcos.load`` rebuilds the model without Lightning."""
+        """Records the architecture (for errors) and the transformers config with the logit scale, link and tokens
+        per example, from which ``bcos.load`` rebuilds the model without Lightning."""
         checkpoint["architecture"] = self.architecture()
         # train.py runs in subclass mode, and Lightning 2.6 hands a checkpoint's `_class_path` hyperparameters back
         # to jsonargparse as `dict_kwargs`, which it refuses for these classes (`validate --ckpt_path` fails): the
@@ -253,9 +253,19 @@ class BcosModule(LightningModule):
         config = self.model.config.to_dict()
         config["architectures"] = [type(self.model).__name__]
         record_probabilities(config, float(self.logit_scale), self.link)
+        max_length = self.trained_max_length()
+        if max_length is not None:
+            record_max_length(config, max_length)
         checkpoint[CHECKPOINT_CONFIG_KEY] = config
         if self.lora_options is not None:
             checkpoint[CHECKPOINT_LORA_KEY] = self.lora_options
+
+    def trained_max_length(self) -> int | None:
+        """The tokens per training example: the datamodule's ``max_length`` (or a language model's ``block_size``);
+        None without a datamodule that has one."""
+        hparams = getattr(getattr(self._trainer, "datamodule", None), "hparams", None) or {}
+        value = hparams.get("max_length", hparams.get("block_size"))
+        return None if value is None else int(value)
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Remembers the checkpoint's architecture (for errors); a fit that resumes the checkpoint must configure

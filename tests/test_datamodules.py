@@ -389,17 +389,39 @@ def test_missing_label_column(tmp_path, make_dm):
 
 def test_labels_outside_range(tmp_path, make_dm):
     rows = [{"text": f"t {i}", "label": label} for i, label in enumerate([0, 1, 2, 5, 1, 0])]
-    write_jsonl(tmp_path / "data" / "train.jsonl", rows)
-    with pytest.raises(ValueError, match=re.escape("Labels outside 0..1 in split 'train': [2, 5]")):
+    path = write_jsonl(tmp_path / "data" / "train.jsonl", rows)
+    with pytest.raises(ValueError) as error:
         make_dm(tmp_path / "data", num_labels=2).prepare_data()
+    assert str(error.value) == f"{path}, line 3: label 2 is outside 0..1 (num_labels=2)"
+
+
+@pytest.mark.parametrize("labels,message", [
+    ([0, 1, 0, 1, 5, 0], "line 5: label 5 is outside 0..2 (the data has 3 distinct labels [0, 1, 5], so class ids "
+     "must be 0..2; renumber the labels 0..N-1, or set num_labels (model.num_labels) if some classes have no "
+     "examples)"),
+    ([1, 2, 1, 2], "line 2: label 2 is outside 0..1 (the data has 2 distinct labels [1, 2], so class ids must be "
+     "0..1; renumber the labels 0..N-1, or set num_labels (model.num_labels) if some classes have no examples)"),
+])
+def test_inferred_classes_are_the_distinct_labels_numbered_from_zero(tmp_path, make_dm, labels, message):
+    """A stray label (a 5 in binary data) or labels counted from 1 are refused, not trained as more classes."""
+    path = write_jsonl(tmp_path / "data" / "train.jsonl", [{"text": f"t {i}", "label": label}
+                                                          for i, label in enumerate(labels)])
+    with pytest.raises(ValueError) as error:
+        make_dm(tmp_path / "data").prepare_data()
+    assert str(error.value) == f"{path}, {message}"
+    renumbered = [sorted(set(labels)).index(label) for label in labels]
+    write_jsonl(path, [{"text": f"t {i}", "label": label} for i, label in enumerate(renumbered)])
+    assert make_dm(tmp_path / "data").num_labels == len(set(labels))
 
 
 def test_negative_labels(tmp_path, make_dm):
     folder = tmp_path / "data"
     write_jsonl(folder / "train.jsonl", numbered_rows(6))
-    write_jsonl(folder / "test.jsonl", [{"text": "unlabelled", "label": -1}])
-    with pytest.raises(ValueError, match=re.escape("Labels outside 0..1 in split 'test': [-1]")):
+    write_jsonl(folder / "test.jsonl", [{"text": "labelled", "label": 1}, {"text": "unlabelled", "label": -1}])
+    with pytest.raises(ValueError) as error:
         make_dm(folder).prepare_data()
+    assert str(error.value).startswith(f"{folder / 'test.jsonl'}, line 2: label -1 is outside 0..1 (the data has 2 "
+                                       "distinct labels [-1, 0, 1]")
 
 
 def test_num_labels_mismatch(tmp_path, make_dm):
@@ -410,10 +432,58 @@ def test_num_labels_mismatch(tmp_path, make_dm):
 
 
 def test_non_integer_labels(tmp_path, make_dm):
-    write_jsonl(tmp_path / "data" / "train.jsonl", [{"text": "a", "label": "pos"}, {"text": "b", "label": "neg"}])
-    expected = "Label column 'label' in split 'train' must hold integer class ids, found Value('string')"
-    with pytest.raises(ValueError, match=re.escape(expected)):
+    rows = [{"text": "a", "label": "pos"}, {"text": "b", "label": "neg"}]
+    path = write_jsonl(tmp_path / "data" / "train.jsonl", rows)
+    with pytest.raises(ValueError) as error:
         make_dm(tmp_path / "data").prepare_data()
+    assert str(error.value) == (f"{path}, line 1: label 'pos' is not an integer class id; label column 'label' must "
+                                "hold integers 0..N-1 (class names go in a 'label_name' column)")
+    path.unlink()
+    (tmp_path / "data" / "train.csv").write_text("text,label\na,0\n\"b, c\",1\nd,pos\n", encoding="utf-8")
+    with pytest.raises(ValueError) as error:
+        make_dm(tmp_path / "data").prepare_data()
+    assert str(error.value).startswith(f"{tmp_path / 'data' / 'train.csv'}, line 4: label 'pos' is not an integer")
+
+
+@pytest.mark.parametrize("content,message", [
+    (b'{"text": "a", "label": 0}\n\n{"text": "b", "label": "pos"}\n', "line 3: 'label' is the string 'pos', but on "
+     "line 1 it is the number 0; a column holds one type (labels: integer class ids)"),
+    (b'{"text": "a", "label": 0}\n{"text": "b\xff", "label": 1}\n', "line 2: invalid UTF-8 (byte 12 of the line); save "
+     "the file as UTF-8"),
+    (b'{"text": "a", "label": 0}\n{"text": "b", "label": 1}\n{"text": "c" "label": 0}\n', "line 3: not valid JSON "
+     "(Expecting ',' delimiter at character 14); every line must be one JSON object"),
+    (b'{"text": "a", "label": 0}\n[1, 2]\n', "line 2: a JSON list, not an object; every line must be one JSON "
+     "object"),
+])
+def test_unreadable_jsonl_lines_are_named(tmp_path, make_dm, content, message):
+    path = tmp_path / "data" / "train.jsonl"
+    path.parent.mkdir(parents=True)
+    path.write_bytes(content)
+    with pytest.raises(ValueError) as error:
+        make_dm(tmp_path / "data").prepare_data()
+    assert str(error.value) == f"{path}, {message}"
+
+
+@pytest.mark.parametrize("content,message", [
+    (b'text,label\na,0\n"b\xff",1\n', "line 3: invalid UTF-8 (byte 3 of the line); save the file as UTF-8"),
+    (b'text,label\na,0\n"b\nc",1\nd,1,2\n', "line 5: 3 fields, but the header has 2 (text,label); quote fields "
+     "that hold commas"),
+])
+def test_unreadable_csv_lines_are_named(tmp_path, make_dm, content, message):
+    path = tmp_path / "data" / "train.csv"
+    path.parent.mkdir(parents=True)
+    path.write_bytes(content)
+    with pytest.raises(ValueError) as error:
+        make_dm(tmp_path / "data").prepare_data()
+    assert str(error.value) == f"{path}, {message}"
+
+
+def test_a_dataset_of_empty_texts_has_no_examples_left(tmp_path, make_dm):
+    path = write_jsonl(tmp_path / "data" / "train.jsonl", [{"text": "", "label": 0}, {"text": "  ", "label": 1}])
+    with pytest.raises(ValueError) as error:
+        make_dm(tmp_path / "data").prepare_data()
+    assert str(error.value) == ("The dataset has no examples left after skipping empty texts: all 2 rows of split "
+                                f"'train' have an empty 'text' (the first: {path}, line 1)")
 
 
 def test_rationale_length_mismatch(tmp_path, make_dm):

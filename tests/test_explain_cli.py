@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -14,6 +15,7 @@ import transformers
 
 import bcos
 from bcos.explain import get_explainer
+from bcos.cli.common import DEFAULT_MAX_LENGTH
 from bcos.cli.explain import main
 from test_faithfulness_callback import train_tiny
 from test_training import make_tiny_model, write_tiny_data
@@ -99,6 +101,7 @@ def test_target_foil_and_a_checkpoint(models, tmp_path):
     (entry,) = record["inputs"]
     assert entry["rows"]["bcos"] == pytest.approx(explanation.contributions[0].tolist(), rel=1e-5, abs=1e-9)
     assert entry["target"] == "good rather than bad" and record["logit_scale"] == float(module.logit_scale)
+    assert record["max_length"] == 32  # the length the checkpoint was trained with (train_tiny's data)
     assert list(entry["probabilities"]) == ["bad", "good"]
 
 
@@ -169,10 +172,33 @@ def test_files_words_and_png(models, tmp_path):
     ({"--labels": "bad,neutral,good"}, "--labels gives 3 names for a model with 2 classes"),
     ({"--model": "DECODER", "--labels": "a,b"}, "--labels names the classes of a classifier; a language model's "
      "classes are its tokens"),
+    ({"--labels": "good,good"}, "--labels names 'good' more than once; give each class its own name"),
+    ({"--labels": "good,"}, "--labels has an empty name ('good,'); give every class a name"),
+    ({"--model": "DECODER", "--target": "all"}, "--target all (one row per class) is for classifiers; a language "
+     "model's classes are its whole vocabulary: give one token to explain, e.g. --target ' Paris' (for the word "
+     "'all', --target ' all')"),
+    ({"--json": "heatmap.html"}, "--json heatmap.html is also where the heatmaps go (heatmap.html); give the scores "
+     "another file, e.g. --json scores.json"),
+    ({"--out": "heatmap.png", "--json": "./heatmap.png"}, "--json heatmap.png is also where the heatmaps go "
+     "(heatmap.png); give the scores another file, e.g. --json scores.json"),
+    ({"--logit-scale": "-1"}, "argument --logit-scale: must be a finite number > 0, got -1"),
+    ({"--logit-scale": "0"}, "argument --logit-scale: must be a finite number > 0, got 0"),
+    ({"--logit-scale": "nan"}, "argument --logit-scale: must be a finite number > 0, got nan"),
+    ({"--logit-scale": "hot"}, "argument --logit-scale: must be a number, got 'hot'"),
+    ({"--max-length": "0"}, "argument --max-length: must be at least 1, got 0"),
+    ({"--max-length": "1e3"}, "argument --max-length: must be a whole number, got '1e3'"),
+    ({"--method-params": "{lime: 8}"}, "argument --method-params: not valid JSON (Expecting property name enclosed "
+     "in double quotes: line 1 column 2 (char 1)): '{lime: 8}'"),
+    ({"--method-params": '{"lime": 8}'}, "argument --method-params: must be a JSON object of parameters by method, "
+     "e.g. '{\"lime\": {\"n_samples\": 100}}', got '{\"lime\": 8}'"),
+    ({"--device": "cuda"}, "argument --device: cuda: CUDA is not available on this machine (no GPU, or a torch built "
+     "without CUDA); use --device cpu"),
+    ({"--device": "gpu0"}, "argument --device: 'gpu0' is not a device; use cpu, cuda or cuda:N"),
 ])
 def test_bad_inputs_fail_with_a_clear_error(models, tmp_path, monkeypatch, capsys, change, message):
     (tmp_path / "EMPTY").write_text("\n  \n", encoding="utf-8")
     monkeypatch.chdir(tmp_path)  # the messages name the relative paths given
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # a machine without CUDA
     paths = {"CONVENTIONAL": str(models["conventional"]), "DECODER": str(models["decoder"])}
     options = {"--model": str(models["bcos"]), "--text": TEXT, "--out": "heatmap.html"}
     options.update(change)
@@ -183,6 +209,56 @@ def test_bad_inputs_fail_with_a_clear_error(models, tmp_path, monkeypatch, capsy
     expected = message.replace("CONVENTIONAL", paths["CONVENTIONAL"])
     assert capsys.readouterr().err.strip().endswith(f"python -m bcos.explain: error: {expected}")
     assert not (tmp_path / "heatmap.html").exists()
+
+
+@pytest.mark.parametrize("damage,file", [("truncate", "model.safetensors"), ("truncate", "config.json"),
+                                         ("conventional", "model.safetensors"), ("conventional", "config.json")])
+def test_an_unreadable_model_file_is_one_clear_error(models, tmp_path, capsys, damage, file):
+    folder = tmp_path / "model"
+    shutil.copytree(models["conventional" if damage == "conventional" else "bcos"], folder)
+    content = (folder / file).read_bytes()
+    (folder / file).write_bytes(content[:len(content) // 2])  # an interrupted copy
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--model", str(folder), "--text", TEXT, "--out", str(tmp_path / "heatmap.html")])
+    assert exit_info.value.code == 2
+    message = capsys.readouterr().err.strip().splitlines()[-1]
+    what = "not a complete safetensors file" if file == "model.safetensors" else "not valid JSON"
+    assert message.startswith(f"python -m bcos.explain: error: {folder / file} cannot be read: {what} (")
+    assert message.endswith("The file is truncated or corrupted (an interrupted copy or save?): copy it again, or "
+                            "export the model again")
+    assert not (tmp_path / "heatmap.html").exists()
+
+
+def test_a_truncated_checkpoint_is_one_clear_error(models, tmp_path, capsys):
+    data = write_tiny_data(tmp_path / "data", {"train": 16, "validation": 4})
+    module = train_tiny(make_tiny_model(tmp_path / "base"), data, tmp_path / "cache", steps=1)
+    checkpoint = tmp_path / "last.ckpt"
+    module.trainer.save_checkpoint(checkpoint)
+    content = checkpoint.read_bytes()
+    checkpoint.write_bytes(content[:len(content) // 2])
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--model", str(checkpoint), "--text", TEXT, "--out", str(tmp_path / "heatmap.html")])
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        f"python -m bcos.explain: error: {checkpoint} cannot be read: not a complete checkpoint (PytorchStreamReader "
+        "failed reading zip archive: failed finding central directory). The file is truncated or corrupted (an "
+        "interrupted copy or save?): copy it again, or export the model again")
+
+
+def test_max_length_defaults_to_the_trained_length(models, tmp_path):
+    folder = tmp_path / "model"
+    shutil.copytree(models["bcos"], folder)
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**config, "trained_max_length": 4}))
+    text = "a gripping film about a long day"
+    recorded = main(["--model", str(folder), "--text", text, "--out", str(tmp_path / "recorded.html")])
+    given = main(["--model", str(folder), "--text", text, "--out", str(tmp_path / "given.html"), "--max-length", "6"])
+    unrecorded = main(["--model", str(models["bcos"]), "--text", text, "--out", str(tmp_path / "default.html")])
+    tokenizer = bcos.load_tokenizer(str(folder))
+    assert len(recorded["inputs"][0]["tokens"]) == 4 and recorded["max_length"] == 4
+    assert len(given["inputs"][0]["tokens"]) == 6 and given["max_length"] == 6  # the flag wins
+    assert len(unrecorded["inputs"][0]["tokens"]) == len(tokenizer(text)["input_ids"]) < DEFAULT_MAX_LENGTH
+    assert unrecorded["max_length"] == DEFAULT_MAX_LENGTH == 128
 
 
 def test_the_module_runs_as_a_command(models, tmp_path):

@@ -142,8 +142,13 @@ def test_a_checkpoint_loads_without_lightning_and_runs_no_code(trained, tmp_path
     checkpoint = torch.load(trained["ckpt"], weights_only=True)
     checkpoint["hyper_parameters"]["model_name_or_path"] = argparse.Namespace(path="x")  # not a plain literal
     torch.save(checkpoint, tmp_path / "unsafe.ckpt")
-    with pytest.raises(pickle.UnpicklingError, match="Weights only load failed"):
+    with pytest.raises(bcos.ModelFileError) as error:
         bcos.load(tmp_path / "unsafe.ckpt")
+    assert str(error.value) == (
+        f"{tmp_path / 'unsafe.ckpt'} cannot be read: it holds a argparse.Namespace object, not only tensors and Python "
+        "literals. Checkpoints are read with weights_only=True, so that loading one runs no code: give a checkpoint "
+        "written by this project's training, or the run's hf_export/ folder")
+    assert isinstance(error.value.__cause__, pickle.UnpicklingError)
 
 
 def test_a_saved_architecture_must_be_a_model_class(tmp_path):

@@ -170,6 +170,18 @@ def test_export_reloads_with_identical_logits(tiny, tmp_path):
         assert bcos.load_tokenizer(str(folder))("good film")["input_ids"] == tokenizer("good film")["input_ids"]
 
 
+def test_exports_and_checkpoints_record_the_trained_max_length(tiny, tmp_path):
+    module = SequenceClassifier(str(tiny["model"]), num_labels=2)
+    fit = trainer(max_steps=1, limit_val_batches=0)
+    fit.fit(module, datamodule(tiny, max_length=24))
+    folder = export_module(module, bcos.load_tokenizer(str(tiny["model"])), tmp_path / "export")
+    fit.save_checkpoint(tmp_path / "run.ckpt")
+    assert bcos.load(folder).max_length == 24 and bcos.load(tmp_path / "run.ckpt").max_length == 24
+    unattached = export_module(SequenceClassifier(str(tiny["model"]), num_labels=2), bcos.load_tokenizer(
+        str(tiny["model"])), tmp_path / "unattached")
+    assert bcos.load(unattached).max_length is None  # no data, nothing recorded: the commands use their default
+
+
 def test_num_labels_must_match_the_data(tiny, tmp_path):
     three_labels = make_tiny_model(tmp_path / "three", num_labels=3)
     with pytest.raises(ValueError, match="configured with num_labels=3 but the data has 2 labels"):

@@ -1,10 +1,13 @@
 """The conventions the three commands share: how the parser is built, comma-separated lists, the model flags
 (``--model`` for one model; ``--bcos`` and ``--conventional`` for a comparison), the row limit ``--max-examples``,
-``--device``, usage errors (exit status 2 with a message saying what is wrong), and the provenance block of the
-records they write."""
+the tokens per example ``--max-length`` (default: the length the model was trained with, else
+:data:`DEFAULT_MAX_LENGTH`), ``--device``, usage errors (exit status 2 with a message saying what is wrong), and the
+provenance block of the records they write."""
 from __future__ import annotations
 
 import argparse
+import json
+import math
 import platform
 import sys
 import warnings
@@ -17,6 +20,11 @@ import torch
 import transformers
 
 from .. import __version__
+from ..handle import Model
+
+#: tokens per example (training's ``data.max_length`` and the commands' ``--max-length``) when neither the option
+#: nor the loaded model (the length it was trained with, recorded at export) says otherwise
+DEFAULT_MAX_LENGTH = 128
 
 
 def names(text: str) -> list[str]:
@@ -55,14 +63,76 @@ def add_max_examples(p: argparse.ArgumentParser, help_text: str, deprecated: Seq
 
 
 def _positive(text: str) -> int:
-    value = int(text)
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number, got {text!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
     return value
 
 
+def positive_float(text: str) -> float:
+    """An option's value that must be a finite number > 0 (a scale); argparse turns the errors into usage errors."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text}")
+    return value
+
+
+def method_params(text: str) -> dict[str, dict[str, Any]]:
+    """``--method-params``: a JSON object of explainer parameters by method, ``{"lime": {"n_samples": 100}}``."""
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise argparse.ArgumentTypeError(f"not valid JSON ({error}): {text!r}") from None
+    if not isinstance(value, dict) or not all(isinstance(params, dict) for params in value.values()):
+        raise argparse.ArgumentTypeError(f"must be a JSON object of parameters by method, e.g. "
+                                         f"'{{\"lime\": {{\"n_samples\": 100}}}}', got {text!r}")
+    return value
+
+
+def add_max_length(p: argparse.ArgumentParser, help_text: str = "tokens per example (longer ones are truncated)"
+                   ) -> None:
+    """``--max-length N`` (positive); resolve it per model with :func:`max_length_for`."""
+    p.add_argument("--max-length", type=_positive, default=None,
+                   help=f"{help_text}; default: the length the model was trained with, when its export or checkpoint "
+                   f"records it, else {DEFAULT_MAX_LENGTH}")
+
+
+def max_length_for(max_length: int | None, model: Model) -> int:
+    """The tokens per example for ``model``: ``--max-length`` when given, else the length the model was trained
+    with (:attr:`Model.max_length`), else :data:`DEFAULT_MAX_LENGTH`."""
+    if max_length is not None:
+        return max_length
+    return model.max_length or DEFAULT_MAX_LENGTH
+
+
+def _device(text: str) -> str:
+    """A device torch knows and this machine has; argparse turns the errors into usage errors."""
+    try:
+        device = torch.device(text)
+    except RuntimeError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a device; use cpu, cuda or cuda:N") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise argparse.ArgumentTypeError(f"{text}: CUDA is not available on this machine (no GPU, or a torch "
+                                             "built without CUDA); use --device cpu")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise argparse.ArgumentTypeError(f"{text}: this machine has {torch.cuda.device_count()} CUDA device(s), "
+                                             f"cuda:0 to cuda:{torch.cuda.device_count() - 1}")
+    elif device.type == "mps" and not torch.backends.mps.is_available():
+        raise argparse.ArgumentTypeError(f"{text}: MPS is not available on this machine; use --device cpu")
+    elif device.type not in ("cpu", "mps"):
+        raise argparse.ArgumentTypeError(f"{text}: the commands run on cpu, cuda or mps")
+    return text
+
+
 def add_device(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
+    p.add_argument("--device", type=_device, default="cuda" if torch.cuda.is_available() else "cpu",
                    help="where the models run (cpu, cuda, cuda:1, ...)")
 
 

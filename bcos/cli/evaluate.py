@@ -24,7 +24,8 @@ from ..explain import EXPLAINERS, explainer_for
 from ..handle import Model
 from ..loader import load
 from ..metrics import DEFAULT_FRACTIONS
-from .common import add_comparison_models, add_device, add_max_examples, names, new_parser, provenance
+from .common import (add_comparison_models, add_device, add_max_examples, add_max_length, max_length_for, names,
+                     new_parser, provenance)
 
 PROG = "python -m bcos.evaluate"
 POSTHOC = tuple(name for name in EXPLAINERS if name != "bcos")
@@ -46,7 +47,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--metrics", type=names, default=list(METRICS),
                    help="comma-separated; plausibility applies to data with rationales (hatexplain)")
     add_max_examples(p, "the first N usable examples of the split")
-    p.add_argument("--max-length", type=int, default=64, help="tokens per example (truncation)")
+    add_max_length(p)
     p.add_argument("--fractions", type=lambda text: [float(f) for f in names(text)], default=list(DEFAULT_FRACTIONS))
     p.add_argument("--seqpg-segment-length", type=int, default=10)
     p.add_argument("--seqpg-segments", type=int, default=2)
@@ -119,7 +120,8 @@ def evaluate(args: argparse.Namespace, runs: list[tuple[str, str]], models: dict
     summary."""
     settings = MetricSettings(args.metrics, args.fractions, args.seqpg_segment_length, args.seqpg_segments,
                               args.seqpg_confidence, args.seqpg_instances, args.seed, args.batch_size)
-    examples = {role: tokenize_split(split, model.tokenizer, args.max_length).to(args.device)
+    max_lengths = {role: max_length_for(args.max_length, model) for role, model in models.items()}
+    examples = {role: tokenize_split(split, model.tokenizer, max_lengths[role]).to(args.device)
                 for role, model in models.items()}
     n_examples = len(split.rows)
     accuracies = {role: accuracy(model, examples[role]) for role, model in models.items()}
@@ -140,7 +142,7 @@ def evaluate(args: argparse.Namespace, runs: list[tuple[str, str]], models: dict
         "dataset": args.dataset, "split": args.split, "n_examples": n_examples, "data_source": split.source,
         "skipped_rows": split.skipped,
         "models": {role: {"path": model.source, "accuracy": accuracies[role], "logit_scale": model.logit_scale,
-                          "link_function": model.link,
+                          "link_function": model.link, "max_length": max_lengths[role],
                           "architecture": type(model.model).__name__, "bcos": getattr(model.model.config, "bcos", None)}
                    for role, model in models.items()},
         "settings": {**vars(args), "metric_settings": vars(settings)},

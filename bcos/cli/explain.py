@@ -29,7 +29,8 @@ from ..handle import Model
 from ..loader import load
 from ..viz import TokenHeatmap, write_html, write_png
 from ..viz.heatmap import likeliest, token_name
-from .common import add_device, names, new_parser, provenance
+from .common import (add_device, add_max_length, max_length_for, method_params, names, new_parser, positive_float,
+                     provenance)
 
 PROG = "python -m bcos.explain"
 OUTPUT_SUFFIXES = (".html", ".png")
@@ -45,10 +46,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--methods", type=names, default=None,
                    help=f"comma-separated, of: {', '.join(EXPLAINERS)} (default: bcos for a B-cos model, else "
                    "integrated_gradients)")
-    p.add_argument("--method-params", type=json.loads, default={},
+    p.add_argument("--method-params", type=method_params, default={},
                    help='JSON of explainer parameters by method, e.g. \'{"lime": {"n_samples": 100}}\'')
     p.add_argument("--target", help="what to explain: a class index or label name, or 'all' (one row per class); "
-                   "for language models a text that is one token (default: the prediction)")
+                   "for language models a text that is one token, not 'all' (default: the prediction)")
     p.add_argument("--foil", help="explain the target's logit minus this one's (\"why the target rather than the "
                    "foil\"): a class index or label, or for language models a text that is one token")
     p.add_argument("--labels", type=lambda text: [name.strip() for name in text.split(",")], default=None,
@@ -59,10 +60,9 @@ def parser() -> argparse.ArgumentParser:
                    help="leave special tokens ([CLS], [SEP], ...) out of the drawings (the JSON keeps them)")
     p.add_argument("--png", action="store_true", help="also write a PNG next to an .html --out")
     p.add_argument("--json", type=Path, default=None, help="where to write the scores (default: --out with .json)")
-    p.add_argument("--max-length", type=int, default=256,
-                   help="tokens per text (longer texts are truncated: on the right for classifiers, on the left for "
+    add_max_length(p, "tokens per text (longer texts are truncated: on the right for classifiers, on the left for "
                    "language models, so that the explained prediction is the one after the text)")
-    p.add_argument("--logit-scale", type=float, default=None,
+    p.add_argument("--logit-scale", type=positive_float, default=None,
                    help="inverse temperature of the shown probabilities (default: the one the model was trained "
                    "with, else 1)")
     add_device(p)
@@ -122,6 +122,11 @@ def name_classes(classifier: Model, labels: list[str], language_model: bool) -> 
     if len(labels) != classifier.model.config.num_labels:
         raise ValueError(f"--labels gives {len(labels)} names for a model with {classifier.model.config.num_labels} "
                          "classes")
+    if not all(labels):
+        raise ValueError(f"--labels has an empty name ({','.join(labels)!r}); give every class a name")
+    repeated = sorted({label for label in labels if labels.count(label) > 1})
+    if repeated:
+        raise ValueError(f"--labels names {repeated[0]!r} more than once; give each class its own name")
     classifier.model.config.id2label = dict(enumerate(labels))
 
 
@@ -138,6 +143,10 @@ def resolve(value: str | None, flag: str, classifier: Model, language_model: boo
     if value is None:
         return None
     if language_model:
+        if value == "all" and flag == "--target":
+            raise ValueError("--target all (one row per class) is for classifiers; a language model's classes are its "
+                             "whole vocabulary: give one token to explain, e.g. --target ' Paris' (for the word "
+                             "'all', --target ' all')")
         ids = classifier.tokenizer(value, add_special_tokens=False)["input_ids"]
         if len(ids) != 1:
             raise ValueError(f"{flag} {value!r} is {len(ids)} tokens for this tokenizer; a language model's "
@@ -177,19 +186,41 @@ def explain_text(text: str, classifier: Model, explainers: dict[str, Explainer],
                         likeliest(probabilities, name, 5 if language_model else None))
 
 
+def output_paths(args: argparse.Namespace) -> dict[str, Path]:
+    """The files the command writes, by format (``html``, ``png``, ``json``).
+
+    Raises:
+        ValueError: ``--out`` is neither .html nor .png, or two outputs are the same file (``--json`` = ``--out``).
+    """
+    if args.out.suffix not in OUTPUT_SUFFIXES:
+        raise ValueError(f"--out {args.out} must end in .html or .png")
+    paths = {}
+    if args.out.suffix == ".html":
+        paths["html"] = args.out
+    if args.out.suffix == ".png" or args.png:
+        paths["png"] = args.out.with_suffix(".png")
+    heatmaps = {path.resolve(): path for path in paths.values()}
+    paths["json"] = args.json or args.out.with_suffix(".json")
+    if paths["json"].resolve() in heatmaps:
+        raise ValueError(f"--json {args.json} is also where the heatmaps go ({heatmaps[paths['json'].resolve()]}); "
+                         "give the scores another file, e.g. --json scores.json")
+    return paths
+
+
 def write_outputs(heatmaps: list[TokenHeatmap], args: argparse.Namespace, record: dict[str, Any],
                   special_tokens: set[str]) -> list[Path]:
     """Write the heatmaps (HTML and/or PNG; words with ``--words``, without special tokens with ``--hide-special``)
-    and the JSON record; returns the paths."""
+    and the JSON record to :func:`output_paths`; returns the paths."""
     drawn = [heatmap.words(special_tokens) for heatmap in heatmaps] if args.words else heatmaps
     drawn = [heatmap.without(special_tokens) for heatmap in drawn] if args.hide_special else drawn
     title = f"Explanations of {args.model}"
+    paths = output_paths(args)
     files = []
-    if args.out.suffix == ".html":
-        files.append(write_html(drawn, args.out, title))
-    if args.out.suffix == ".png" or args.png:
-        files.append(write_png(drawn, args.out.with_suffix(".png")))
-    json_path = args.json or args.out.with_suffix(".json")
+    if "html" in paths:
+        files.append(write_html(drawn, paths["html"], title))
+    if "png" in paths:
+        files.append(write_png(drawn, paths["png"]))
+    json_path = paths["json"]
     json_path.parent.mkdir(parents=True, exist_ok=True)
     json_path.write_text(json.dumps(record, indent=1), encoding="utf-8")
     return [*files, json_path]
@@ -201,8 +232,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     p = parser()
     args = p.parse_args(argv)
     try:
-        if args.out.suffix not in OUTPUT_SUFFIXES:
-            raise ValueError(f"--out {args.out} must end in .html or .png")
+        output_paths(args)
         texts = read_inputs(args.text, args.file)
         classifier = load(args.model, logit_scale=args.logit_scale)
         language_model = classifier.is_causal
@@ -220,10 +250,11 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     classifier.model.to(args.device)
     name = namer(classifier, language_model)
     foil_id = None if foil is None else foil[0]
-    heatmaps = [explain_text(text, classifier, explainers, targets, foil_id, args.max_length, name, language_model)
+    max_length = max_length_for(args.max_length, classifier)
+    heatmaps = [explain_text(text, classifier, explainers, targets, foil_id, max_length, name, language_model)
                 for text in tqdm(texts, desc="explaining", unit="text", disable=len(texts) < 2)]
     record = {"model": str(args.model), "methods": methods, "logit_scale": classifier.logit_scale,
-              "link_function": classifier.link,
+              "link_function": classifier.link, "max_length": max_length,
               "inputs": [heatmap.to_dict() for heatmap in heatmaps], **provenance(PROG, argv)}
     files = write_outputs(heatmaps, args, record, set(classifier.tokenizer.all_special_tokens))
     for path in files:

@@ -20,7 +20,7 @@ from torch import nn
 
 from ..nn import BcosLayerNorm, BcosLinear, bcos_transform
 from .adapters import adapter_for
-from .bcosify import BcosOptions, _matches, _set_submodule, bcosify
+from .bcosify import BcosOptions, _matches, _set_submodule, bcos_layer_names, bcosify
 
 
 class AnnealedLinear(BcosLinear):
@@ -148,6 +148,7 @@ class BcosAnnealing:
                                   normalize_weights=normalize_weights, keep_head_activations=keep_head_activations,
                                   keep_activations=keep_activations, eps=eps)
         adapter = adapter_for(model)
+        self.target.check_layer_b(bcos_layer_names(model, adapter))
         start = replace(self.target, b=1.0, layer_b={}, remove_biases=False, normalize_weights=False,
                         keep_head_activations=True)
         bcosify(model, **asdict(start))

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import fnmatch
+import math
 from dataclasses import asdict, dataclass, field
 
 import torch
@@ -33,6 +34,23 @@ class BcosOptions:
     keep_head_activations: bool = False
     keep_activations: bool = False
     eps: float = 1e-6
+
+    def __post_init__(self) -> None:
+        for name, b in [("b", self.b), *((f"layer_b[{pattern!r}]", b) for pattern, b in self.layer_b.items())]:
+            if isinstance(b, bool) or not isinstance(b, (int, float)) or not math.isfinite(b) or b < 1:
+                raise ValueError(f"{name} must be a finite number >= 1 (B=1 is a plain linear layer; the paper uses "
+                                 f"B=2), got {b!r}")
+        if not (isinstance(self.eps, (int, float)) and math.isfinite(self.eps) and self.eps > 0):
+            raise ValueError(f"eps must be a finite number > 0, got {self.eps!r}")
+
+    def check_layer_b(self, layer_names: list[str]) -> None:
+        """Raises ValueError for a ``layer_b`` pattern that matches none of ``layer_names`` (the B-cos layers)."""
+        for pattern in self.layer_b:
+            if not any(fnmatch.fnmatchcase(name, pattern) for name in layer_names):
+                examples = ", ".join(layer_names[:3] + layer_names[-2:] if len(layer_names) > 5 else layer_names)
+                raise ValueError(f"layer_b pattern {pattern!r} matches none of the model's {len(layer_names)} B-cos "
+                                 f"layers (e.g. {examples}); patterns are fnmatch patterns over full module names, "
+                                 "e.g. '*.attention.*' or 'bert.encoder.layer.0.*'")
 
     def b_for(self, module_name: str) -> float:
         for pattern, b in self.layer_b.items():
@@ -187,6 +205,18 @@ def _split_fused_linears(model: nn.Module, adapter: Adapter, report: ConversionR
             report.add(name, module, split)
 
 
+def bcos_layer_names(model: nn.Module, adapter: Adapter) -> list[str]:
+    """The names the B-cos linear layers of ``model`` (not yet converted) will have: what ``layer_b`` patterns
+    match, fused projections counted by their parts."""
+    names = []
+    for name, module in model.named_modules():
+        if isinstance(module, (nn.Linear, Conv1D)):
+            parts = next((parts for pattern, parts in adapter.split_linears.items()
+                          if fnmatch.fnmatchcase(name, pattern)), None)
+            names += [f"{name}.{part}" for part in parts] if parts else [name]
+    return [name for name in names if _matches(name, adapter.bcos_linears)]
+
+
 def bcosify(
     model: nn.Module,
     b: float = 2.0,
@@ -214,7 +244,8 @@ def bcosify(
 
     Raises:
         ValueError: for an unsupported architecture (naming the supported ones), an already converted model, a
-            module with no role in the adapter.
+            module with no role in the adapter, a B (``b`` or in ``layer_b``) that is not a finite number >= 1, a
+            ``layer_b`` pattern that matches no B-cos layer.
     """
     adapter = adapter_for(model)
     if getattr(model.config, "bcos", None) is not None:
@@ -223,6 +254,7 @@ def bcosify(
     options = BcosOptions(b=b, layer_b=dict(layer_b or {}), remove_biases=remove_biases,
                           normalize_weights=normalize_weights, keep_head_activations=keep_head_activations,
                           keep_activations=keep_activations, eps=eps)
+    options.check_layer_b(bcos_layer_names(model, adapter))
     report = ConversionReport(type(model).__name__, options)
 
     override = adapter.class_overrides.get(type(model).__name__)

@@ -16,6 +16,7 @@ import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import datasets
@@ -27,7 +28,10 @@ from transformers import PreTrainedTokenizerBase
 from ..tokens import whitespace_word_ids
 from .sources import DataSource
 
-CACHE_FORMAT = 1
+#: where a row of a split is, for messages: ``(split, row) -> "<file>, line <n>"`` (``DataSource.location``)
+Locate = Callable[[str, int], str]
+
+CACHE_FORMAT = 2
 META_FILE = "meta.json"
 SOURCE_ROW = "source_row"
 
@@ -62,8 +66,13 @@ def _is_integer(feature: Any) -> bool:
     )
 
 
-def check_columns(split: str, ds: datasets.Dataset, config: PrepareConfig) -> None:
-    """Raises ValueError unless ``ds`` has a string text column and a complete integer label column."""
+def _where(locate: Locate | None, split: str, row: int) -> str:
+    return locate(split, row) if locate is not None else f"row {row} of split {split!r}"
+
+
+def check_columns(split: str, ds: datasets.Dataset, config: PrepareConfig, locate: Locate | None = None) -> None:
+    """Raises ValueError unless ``ds`` has a string text column and a complete integer label column; the message
+    names the first offending row (``locate``: where it is in the source)."""
     present = ds.column_names
     for column in (config.text_column, config.label_column):
         if column not in present:
@@ -73,14 +82,20 @@ def check_columns(split: str, ds: datasets.Dataset, config: PrepareConfig) -> No
         raise ValueError(
             f"Text column {config.text_column!r} in split {split!r} must hold strings, found {text_feature}"
         )
+    labels = _column(ds, config.label_column)
     if not _is_integer(label_feature):
+        values = labels.to_pylist()
+        not_integers = [i for i, value in enumerate(values) if value is not None and not isinstance(value, int)]
+        row = next((i for i in not_integers if not str(values[i]).strip().lstrip("-").isdigit()), not_integers[0])
         raise ValueError(
-            f"Label column {config.label_column!r} in split {split!r} must hold integer class ids, "
-            f"found {label_feature}"
+            f"{_where(locate, split, row)}: label {values[row]!r} is not an integer class id; label column "
+            f"{config.label_column!r} must hold integers 0..N-1 (class names go in a "
+            f"'{config.label_column}_name' column)"
         )
-    missing = _column(ds, config.label_column).null_count
-    if missing:
-        raise ValueError(f"Label column {config.label_column!r} in split {split!r} has {missing} missing labels")
+    if labels.null_count:
+        row = labels.to_pylist().index(None)
+        raise ValueError(f"{_where(locate, split, row)}: the label is missing; label column "
+                         f"{config.label_column!r} has {labels.null_count} missing labels in split {split!r}")
 
 
 def drop_empty_texts(ds: datasets.Dataset, text_column: str) -> tuple[datasets.Dataset, int]:
@@ -160,20 +175,38 @@ def _label_name_pairs(splits: dict[str, datasets.Dataset], label_column: str) ->
     return sorted((label, name) for label, name in pairs if name is not None)
 
 
+def _first_rows(ds: datasets.Dataset, column: str) -> dict[int, int]:
+    """``{label: source row of its first occurrence}``."""
+    first: dict[int, int] = {}
+    for label, row in zip(_column(ds, column).to_pylist(), _column(ds, SOURCE_ROW).to_pylist()):
+        first.setdefault(label, row)
+    return first
+
+
 def build_splits(
-    raw: dict[str, datasets.Dataset], tokenizer: PreTrainedTokenizerBase, config: PrepareConfig
+    raw: dict[str, datasets.Dataset], tokenizer: PreTrainedTokenizerBase, config: PrepareConfig,
+    locate: Locate | None = None,
 ) -> tuple[dict[str, datasets.Dataset], dict[str, Any]]:
     """Checks, cleans, splits, subsamples and tokenises ``raw``; returns the splits and their metadata.
 
     The metadata holds ``rows`` (per split, after subsampling), and per source split (before any
-    carving or subsampling) ``empty_texts`` (rows dropped) and ``labels`` (the distinct labels), and
-    ``label_names`` (``[label, name]`` pairs).
+    carving or subsampling) ``empty_texts`` (rows dropped), ``labels`` (the distinct labels) and ``label_rows``
+    (``[label, source row of its first occurrence]`` pairs), and ``label_names`` (``[label, name]`` pairs).
+    ``locate`` says where a source row is, for the error messages.
+
+    Raises:
+        ValueError: bad columns (naming the row), or a split with no non-empty text.
     """
-    cleaned, empty, labels = {}, {}, {}
+    cleaned, empty, labels, label_rows = {}, {}, {}, {}
     for split, ds in raw.items():
-        check_columns(split, ds, config)
+        check_columns(split, ds, config, locate)
         cleaned[split], empty[split] = drop_empty_texts(ds.add_column(SOURCE_ROW, range(len(ds))), config.text_column)
+        if not len(cleaned[split]):
+            first = f" (the first: {_where(locate, split, 0)})" if len(ds) else ""
+            raise ValueError(f"The dataset has no examples left after skipping empty texts: all {len(ds)} rows of "
+                             f"split {split!r} have an empty {config.text_column!r}{first}")
         labels[split] = _distinct(cleaned[split], config.label_column)
+        label_rows[split] = sorted(_first_rows(cleaned[split], config.label_column).items())
     if "validation" not in cleaned:
         cleaned["train"], cleaned["validation"] = carve_validation(
             cleaned["train"], config.validation_fraction, config.seed
@@ -190,28 +223,36 @@ def build_splits(
         "rows": {split: len(ds) for split, ds in tokenised.items()},
         "empty_texts": empty,
         "labels": labels,
+        "label_rows": label_rows,
         "label_names": _label_name_pairs(cleaned, config.label_column),
     }
     return tokenised, meta
 
 
-def resolve_labels(meta: dict[str, Any], num_labels: int | None) -> tuple[int, list[str] | None]:
-    """Checks the labels against ``num_labels`` (inferred as max label + 1 when None).
+def resolve_labels(meta: dict[str, Any], num_labels: int | None, locate: Locate | None = None
+                   ) -> tuple[int, list[str] | None]:
+    """Checks the labels against ``num_labels``: when None, the number of distinct labels the data has (so labels
+    must be numbered 0..N-1; one stray ``5`` in binary data, or labels counted from 1, is an error, not a model with
+    more classes); when given, labels must lie in 0..num_labels-1 and the largest be num_labels-1.
 
-    Returns the number of classes and the class names when the data names every class.
+    Returns the number of classes and the class names when the data names every class. Errors name the first row
+    holding an offending label (``locate``: where it is in the source).
     """
     found = sorted({label for labels in meta["labels"].values() for label in labels})
     if not found:
         raise ValueError("The dataset has no examples left after skipping empty texts")
-    inferred = max(found) + 1
-    expected = inferred if num_labels is None else num_labels
-    for split, labels in meta["labels"].items():
-        outside = [label for label in labels if not 0 <= label < expected]
+    expected = len([label for label in found if label >= 0]) if num_labels is None else num_labels
+    for split, pairs in meta["label_rows"].items():
+        outside = [(label, row) for label, row in pairs if not 0 <= label < expected]
         if outside:
-            raise ValueError(f"Labels outside 0..{expected - 1} in split {split!r}: {outside}")
-    if expected != inferred:
+            label, row = outside[0]
+            reason = (f"the data has {expected} distinct labels {found}, so class ids must be 0..{expected - 1}; "
+                      "renumber the labels 0..N-1, or set num_labels (model.num_labels) if some classes have no "
+                      "examples" if num_labels is None else f"num_labels={num_labels}")
+            raise ValueError(f"{_where(locate, split, row)}: label {label} is outside 0..{expected - 1} ({reason})")
+    if max(found) + 1 != expected:
         raise ValueError(
-            f"num_labels={num_labels} does not match the data: the labels found are {found} ({inferred} classes)"
+            f"num_labels={num_labels} does not match the data: the labels found are {found} ({max(found) + 1} classes)"
         )
     names = dict(meta["label_names"])
     return expected, [names[label] for label in range(expected)] if set(names) >= set(range(expected)) else None
@@ -255,7 +296,7 @@ def prepare_cached(
     path = cache_path(root, source, tokenizer_name, tokenizer, config)
     if not path.is_dir():
         root.mkdir(parents=True, exist_ok=True)
-        splits, meta = build_splits(source.load(), tokenizer, config)
+        splits, meta = build_splits(source.load(), tokenizer, config, source.location)
         _save_atomically(path, splits, meta)
     return path
 

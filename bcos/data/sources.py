@@ -10,7 +10,10 @@ Face Hub otherwise, or a path to one CSV/JSONL file (the train split) or to a fo
 
 from __future__ import annotations
 
+import csv
 import functools
+import io
+import json
 import os
 from collections import Counter
 from collections.abc import Callable
@@ -19,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import datasets
+import pyarrow
 import pyarrow.csv
 import pyarrow.json
 
@@ -84,9 +88,81 @@ HUB_DATASETS: dict[str, HubDataset] = {
 
 
 def _read_file(path: Path) -> datasets.Dataset:
-    """Reads one JSON Lines or CSV file into an in-memory Dataset."""
+    """Reads one JSON Lines or CSV file into an in-memory Dataset.
+
+    Raises:
+        ValueError: the file cannot be parsed; the message names the file and the line (invalid UTF-8, a line that
+            is not a JSON object, a column whose type changes, a CSV row with another number of fields).
+    """
     reader = pyarrow.json.read_json if path.suffix == ".jsonl" else pyarrow.csv.read_csv
-    return datasets.Dataset(reader(path))
+    try:
+        table = reader(path)
+        table.validate(full=True)  # the JSON reader lets invalid UTF-8 through into string columns
+    except pyarrow.ArrowInvalid as error:
+        raise ValueError(_file_problem(path) or f"{path}: cannot be read ({error})") from error
+    if any(pyarrow.types.is_binary(column.type) for column in table.schema):  # CSV reads invalid UTF-8 as bytes
+        _records(path)
+    return datasets.Dataset(table)
+
+
+def _records(path: Path) -> list[tuple[int, Any]]:
+    """``(line number, record)`` for every record of a JSONL (a non-blank line, parsed) or CSV (a row of fields,
+    the header first) file, decoded as UTF-8. Raises ValueError naming the line that cannot be read."""
+    lines = path.read_bytes().split(b"\n")
+    for number, line in enumerate(lines, start=1):
+        try:
+            line.decode("utf-8")
+        except UnicodeDecodeError as error:
+            raise ValueError(f"{path}, line {number}: invalid UTF-8 (byte {error.start + 1} of the line); save the "
+                             "file as UTF-8") from None
+    text = b"\n".join(lines).decode("utf-8")
+    if path.suffix != ".jsonl":
+        rows = csv.reader(io.StringIO(text, newline=""))
+        records, start = [], 1
+        for row in rows:
+            records.append((start, row))
+            start = rows.line_num + 1
+        return records
+    records = []
+    for number, line in enumerate(text.split("\n"), start=1):
+        if line.strip():
+            try:
+                records.append((number, json.loads(line)))
+            except json.JSONDecodeError as error:
+                raise ValueError(f"{path}, line {number}: not valid JSON ({error.msg} at character {error.colno}); "
+                                 "every line must be one JSON object") from None
+    return records
+
+
+def _kind(value: Any) -> str:
+    return {bool: "boolean", int: "number", float: "number", str: "string", list: "list", dict: "object"}.get(
+        type(value), type(value).__name__)
+
+
+def _file_problem(path: Path) -> str | None:
+    """What makes ``path`` unreadable, naming the line: the first line that is not UTF-8 or not a JSON object, whose
+    value of a column has another type than the column's first value, or a CSV row with another number of fields
+    than the header. None when no such line is found."""
+    records = _records(path)
+    if path.suffix != ".jsonl":
+        header = records[0][1] if records else []
+        for number, row in records[1:]:
+            if len(row) != len(header):
+                return (f"{path}, line {number}: {len(row)} fields, but the header has {len(header)} "
+                        f"({','.join(header)}); quote fields that hold commas")
+        return None
+    first: dict[str, tuple[int, Any]] = {}
+    for number, record in records:
+        if not isinstance(record, dict):
+            return f"{path}, line {number}: a JSON {_kind(record)}, not an object; every line must be one JSON object"
+        for column, value in record.items():
+            if value is None:
+                continue
+            seen = first.setdefault(column, (number, value))
+            if _kind(value) != _kind(seen[1]):
+                return (f"{path}, line {number}: {column!r} is the {_kind(value)} {value!r}, but on line {seen[0]} it "
+                        f"is the {_kind(seen[1])} {seen[1]!r}; a column holds one type (labels: integer class ids)")
+    return None
 
 
 @dataclass(frozen=True)
@@ -105,6 +181,12 @@ class FileSource:
 
     def load(self) -> dict[str, datasets.Dataset]:
         return {split: _read_file(path) for split, path in self.files.items()}
+
+    def location(self, split: str, row: int) -> str:
+        """Where row ``row`` (0-based, as loaded) of ``split`` is: ``"<file>, line <n>"``."""
+        path = self.files[split]
+        records = _records(path)[0 if path.suffix == ".jsonl" else 1:]  # CSV: the header is not a row
+        return f"{path}, line {records[row][0]}" if row < len(records) else f"{path}, row {row}"
 
 
 @dataclass(frozen=True)
@@ -138,6 +220,10 @@ class HubSource:
 
     def load(self) -> dict[str, datasets.Dataset]:
         return {split: self.spec.convert(ds) for split, ds in self._raw.items()}
+
+    def location(self, split: str, row: int) -> str:
+        """Where row ``row`` (0-based) of ``split`` is."""
+        return f"row {row} of split {split!r} of {self.spec.hub_id}"
 
 
 DataSource = FileSource | HubSource

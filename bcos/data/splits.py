@@ -52,7 +52,7 @@ def read_split(dataset: str, split: str, max_examples: int | None = None, column
     if split not in splits:
         raise ValueError(f"split {split!r} of dataset {dataset!r} not found; available splits: {sorted(splits)}")
     raw = splits[split]
-    check_columns(split, raw, _config(columns, 1))
+    check_columns(split, raw, _config(columns, 1), source.location)
     rows = _usable(raw.add_column(SOURCE_ROW, range(len(raw))), columns)[0]
     if max_examples is not None:
         rows = rows.select(range(min(max_examples, len(rows))))

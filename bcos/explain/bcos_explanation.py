@@ -9,7 +9,7 @@ from torch import nn
 from ..convert.adapters import adapter_for, transformer_blocks
 from ..convert.annealing import warn_if_annealing
 from ..nn.mode import explanation_mode
-from .protocol import last_real_token, real_positions
+from .protocol import check_batch, class_ids, last_real_token, real_positions
 
 Target = int | torch.Tensor | str | None
 
@@ -68,20 +68,15 @@ class _BlockInputCapture:
         return args, {**kwargs, "hidden_states": self.hidden_states}
 
 
-def _as_index(value: int | torch.Tensor, batch: int, name: str, device: torch.device) -> torch.Tensor:
-    index = torch.as_tensor(value, device=device).long()
-    if index.dim() == 0:
-        return index.expand(batch)
-    if index.shape != (batch,):
-        raise ValueError(f"{name} must be an int or a tensor of shape [batch]=[{batch}], got shape {tuple(index.shape)}")
-    return index
-
-
 def _explained_position(logits: torch.Tensor, attention_mask: torch.Tensor, position: int | torch.Tensor | None,
                         causal: bool) -> torch.Tensor:
     batch, seq = attention_mask.shape
     if position is not None:
-        index = _as_index(position, batch, "position", logits.device)
+        index = torch.as_tensor(position, device=logits.device).long()
+        index = index.expand(batch) if index.dim() == 0 else index
+        if index.shape != (batch,):
+            raise ValueError(f"position must be an int or a tensor of shape [batch]=[{batch}], got shape "
+                             f"{tuple(index.shape)}")
         return torch.where(index < 0, index + seq, index)
     if not causal:
         raise ValueError("explaining a masked language model needs position= (the index of the masked token)")
@@ -104,9 +99,9 @@ def explain(
         model: a bcosified model with a head (sequence classification, masked LM or causal LM). Call
             ``model.eval()`` first unless dropout noise in the explanation is intended.
         input_ids: ``[batch, seq]`` token ids; attention_mask ``[batch, seq]`` (1 = token, 0 = padding).
-        target: None (the prediction), an int, a ``[batch]`` tensor, or ``"all"`` (every class at once;
-            contributions ``[batch, classes, seq]``).
-        foil: contrastive explanation of ``logit[target] - logit[foil]`` (int or ``[batch]`` tensor).
+        target: None (the prediction), a class index ``0..classes-1`` (int or ``[batch]`` integer tensor), or
+            ``"all"`` (every class at once; contributions ``[batch, classes, seq]``).
+        foil: contrastive explanation of ``logit[target] - logit[foil]`` (a class index like ``target``).
         position: for token-level heads, the position whose logits are explained (int or ``[batch]``;
             negative counts from the end). Default for causal LMs: the last non-padding token.
         **model_kwargs: passed to the model (e.g. ``token_type_ids``). For decoders ``position_ids`` default to
@@ -114,11 +109,22 @@ def explain(
 
     Works inside ``torch.no_grad()`` and ``torch.inference_mode()``; leaves no ``.grad`` behind. A model in the
     middle of its annealed conversion is explained with a warning and ``complete=False``.
+
+    Raises:
+        ValueError: ``model`` is not a B-cos model (``bcosify`` it, or use a post-hoc explainer of
+            :func:`bcos.explain.get_explainer`); an empty batch; a row that is all padding; a target or foil that
+            is not an integer class index of the model (negative indices are refused, not read from the end).
     """
     adapter = adapter_for(model)
+    if getattr(model.config, "bcos", None) is None:
+        raise ValueError(f"{type(model).__name__} is not a B-cos model (model.config.bcos is not set), so its "
+                         "logits are not sums of token contributions. Convert it with bcos.bcosify(model) (and "
+                         "fine-tune), or explain it with a post-hoc method, e.g. "
+                         "bcos.explain.get_explainer('integrated_gradients', model, tokenizer)")
     complete = warn_if_annealing(model)
     if attention_mask is None:
         attention_mask = torch.ones_like(input_ids)
+    check_batch(input_ids, attention_mask)
     if target == "all" and foil is not None:
         raise ValueError('target="all" cannot be combined with a foil; explain one contrast at a time')
     if isinstance(target, str) and target != "all":
@@ -168,11 +174,12 @@ def _attribute(logits: torch.Tensor, hidden: torch.Tensor, input_ids: torch.Tens
         return Explanation(contributions, logits.detach(), torch.arange(classes, device=logits.device), prediction,
                            probabilities, input_ids, attention_mask, None, explained_position)
 
-    target_index = prediction if target is None else _as_index(target, batch, "target", logits.device)
+    classes = logits.shape[-1]
+    target_index = prediction if target is None else class_ids(target, batch, logits.device, "target", classes)
     explained = logits[rows, target_index]
     foil_index = None
     if foil is not None:
-        foil_index = _as_index(foil, batch, "foil", logits.device)
+        foil_index = class_ids(foil, batch, logits.device, "foil", classes)
         explained = explained - logits[rows, foil_index]
     contributions = contributions_of(explained, retain=False)
     return Explanation(contributions, explained.detach(), target_index, prediction, probabilities, input_ids,

@@ -22,8 +22,8 @@ from ..handle import model_logits
 from ..kinds import is_decoder
 from ..tokens import content_mask, pad_token_id, last_real_token, real_positions, tokenizer_special_ids
 
-__all__ = ["AttributionResult", "Explainer", "TokenBaselineExplainer", "content_mask", "is_causal", "last_real_token",
-           "real_positions", "tokenizer_special_ids"]
+__all__ = ["AttributionResult", "Explainer", "TokenBaselineExplainer", "check_batch", "class_ids", "content_mask",
+           "is_causal", "last_real_token", "real_positions", "tokenizer_special_ids"]
 
 
 @dataclass
@@ -47,6 +47,47 @@ def is_causal(model: nn.Module) -> bool:
     """Whether ``model`` is of a decoder-only family (:func:`bcos.kinds.is_decoder`, from transformers' model
     mappings): any decoder transformers can load, with or without a B-cos adapter."""
     return is_decoder(model)
+
+
+def check_batch(input_ids: torch.Tensor, attention_mask: torch.Tensor) -> None:
+    """Raises ValueError unless ``input_ids`` is a non-empty ``[batch, seq]`` batch, ``attention_mask`` has its shape,
+    and every row has at least one real token (a row that is all padding has nothing to explain)."""
+    if input_ids.dim() != 2 or input_ids.numel() == 0:
+        raise ValueError(f"input_ids must be a non-empty [batch, seq] tensor, got shape {tuple(input_ids.shape)}; "
+                         "give at least one tokenized text")
+    if attention_mask.shape != input_ids.shape:
+        raise ValueError(f"attention_mask has shape {tuple(attention_mask.shape)} but input_ids has "
+                         f"{tuple(input_ids.shape)}; pass the mask the tokenizer returned with the ids")
+    empty = (attention_mask == 0).all(dim=-1).nonzero().flatten().tolist()
+    if empty:
+        raise ValueError(f"row(s) {empty} of the batch are all padding (attention_mask all 0): there is no token to "
+                         "explain; drop those rows")
+
+
+def class_ids(value: int | torch.Tensor, batch: int, device: torch.device, name: str = "target",
+              classes: int | None = None) -> torch.Tensor:
+    """``[batch]`` class (or vocabulary) ids from an int or a ``[batch]`` tensor of integers.
+
+    Raises:
+        ValueError: not an integer, not one id per row, negative, or (when ``classes`` is given) ``>= classes``.
+    """
+    if isinstance(value, (float, bool)):
+        raise ValueError(f"{name} must be an integer class index, got {value!r}")
+    index = torch.as_tensor(value, device=device)
+    if index.dtype == torch.bool or index.is_floating_point() or index.is_complex():
+        raise ValueError(f"{name} must hold integer class indices, got a {index.dtype} tensor")
+    index = index.long()
+    if index.dim() == 0:
+        index = index.expand(batch)
+    if index.shape != (batch,):
+        raise ValueError(f"{name} must be an int or a tensor of shape [batch]=[{batch}], got shape {tuple(index.shape)}")
+    if bool((index < 0).any()):
+        raise ValueError(f"{name} {index[index < 0].tolist()} is negative; give class indices counted from 0 "
+                         "(negative indices do not count from the end)")
+    if classes is not None and bool((index >= classes).any()):
+        raise ValueError(f"{name} {index[index >= classes].tolist()} is outside the model's {classes} classes "
+                         f"(0..{classes - 1})")
+    return index.clone()
 
 
 class Explainer(ABC):
@@ -82,20 +123,18 @@ class Explainer(ABC):
         with torch.inference_mode(False), torch.enable_grad():
             input_ids = input_ids.clone()
             attention_mask = torch.ones_like(input_ids) if attention_mask is None else attention_mask.clone()
+            check_batch(input_ids, attention_mask)
             if target is None:
                 with torch.no_grad():
                     target = self.logits(input_ids, attention_mask).argmax(dim=-1)
-            target = self._per_row(target, input_ids)
-            foil = None if foil is None else self._per_row(foil, input_ids)
+            batch, device = input_ids.shape[0], input_ids.device
+            target = class_ids(target, batch, device, "target")
+            foil = None if foil is None else class_ids(foil, batch, device, "foil")
             scores = self._scores(input_ids, attention_mask, target, foil).detach()
         scores = scores.to(self.dtype).masked_fill(attention_mask == 0, 0.0)
         if scores.is_cuda:
             torch.cuda.synchronize(scores.device)
         return AttributionResult(scores, target, time.perf_counter() - start, foil)
-
-    @staticmethod
-    def _per_row(index: int | torch.Tensor, input_ids: torch.Tensor) -> torch.Tensor:
-        return torch.as_tensor(index, device=input_ids.device).long().expand(input_ids.shape[0]).clone()
 
     @abstractmethod
     def _scores(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, target: torch.Tensor,
