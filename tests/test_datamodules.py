@@ -445,32 +445,24 @@ def test_non_integer_labels(tmp_path, make_dm):
     assert str(error.value).startswith(f"{tmp_path / 'data' / 'train.csv'}, line 4: label 'pos' is not an integer")
 
 
-@pytest.mark.parametrize("content,message", [
-    (b'{"text": "a", "label": 0}\n\n{"text": "b", "label": "pos"}\n', "line 3: 'label' is the string 'pos', but on "
+@pytest.mark.parametrize("suffix,content,message", [
+    ("jsonl", b'{"text": "a", "label": 0}\n\n{"text": "b", "label": "pos"}\n',
+     "line 3: 'label' is the string 'pos', but on "
      "line 1 it is the number 0; a column holds one type (labels: integer class ids)"),
-    (b'{"text": "a", "label": 0}\n{"text": "b\xff", "label": 1}\n', "line 2: invalid UTF-8 (byte 12 of the line); save "
+    ("jsonl", b'{"text": "a", "label": 0}\n{"text": "b\xff", "label": 1}\n',
+     "line 2: invalid UTF-8 (byte 12 of the line); save "
      "the file as UTF-8"),
-    (b'{"text": "a", "label": 0}\n{"text": "b", "label": 1}\n{"text": "c" "label": 0}\n', "line 3: not valid JSON "
+    ("jsonl", b'{"text": "a", "label": 0}\n{"text": "b", "label": 1}\n{"text": "c" "label": 0}\n',
+     "line 3: not valid JSON "
      "(Expecting ',' delimiter at character 14); every line must be one JSON object"),
-    (b'{"text": "a", "label": 0}\n[1, 2]\n', "line 2: a JSON list, not an object; every line must be one JSON "
+    ("jsonl", b'{"text": "a", "label": 0}\n[1, 2]\n', "line 2: a JSON list, not an object; every line must be one JSON "
      "object"),
-])
-def test_unreadable_jsonl_lines_are_named(tmp_path, make_dm, content, message):
-    path = tmp_path / "data" / "train.jsonl"
-    path.parent.mkdir(parents=True)
-    path.write_bytes(content)
-    with pytest.raises(ValueError) as error:
-        make_dm(tmp_path / "data").prepare_data()
-    assert str(error.value) == f"{path}, {message}"
-
-
-@pytest.mark.parametrize("content,message", [
-    (b'text,label\na,0\n"b\xff",1\n', "line 3: invalid UTF-8 (byte 3 of the line); save the file as UTF-8"),
-    (b'text,label\na,0\n"b\nc",1\nd,1,2\n', "line 5: 3 fields, but the header has 2 (text,label); quote fields "
+    ("csv", b'text,label\na,0\n"b\xff",1\n', "line 3: invalid UTF-8 (byte 3 of the line); save the file as UTF-8"),
+    ("csv", b'text,label\na,0\n"b\nc",1\nd,1,2\n', "line 5: 3 fields, but the header has 2 (text,label); quote fields "
      "that hold commas"),
 ])
-def test_unreadable_csv_lines_are_named(tmp_path, make_dm, content, message):
-    path = tmp_path / "data" / "train.csv"
+def test_unreadable_lines_are_named(tmp_path, make_dm, suffix, content, message):
+    path = tmp_path / "data" / f"train.{suffix}"
     path.parent.mkdir(parents=True)
     path.write_bytes(content)
     with pytest.raises(ValueError) as error:
