@@ -62,6 +62,16 @@ def _is_integer(feature: Any) -> bool:
     )
 
 
+def _first_non_integer(ds: datasets.Dataset, column: str) -> str:
+    """``" (row N: value)"`` for the first row (counted from 1) whose value is not an integer, else ``""``."""
+    for row, value in enumerate(_column(ds, column).to_pylist(), 1):
+        integral = (isinstance(value, int) and not isinstance(value, bool)) or (
+            isinstance(value, float) and value.is_integer())
+        if value is not None and not integral:
+            return f" (row {row}: {value!r})"
+    return ""
+
+
 def check_columns(split: str, ds: datasets.Dataset, config: PrepareConfig) -> None:
     """Raises ValueError unless ``ds`` has a string text column and a complete integer label column."""
     present = ds.column_names
@@ -76,7 +86,7 @@ def check_columns(split: str, ds: datasets.Dataset, config: PrepareConfig) -> No
     if not _is_integer(label_feature):
         raise ValueError(
             f"Label column {config.label_column!r} in split {split!r} must hold integer class ids, "
-            f"found {label_feature}"
+            f"found {label_feature}{_first_non_integer(ds, config.label_column)}"
         )
     missing = _column(ds, config.label_column).null_count
     if missing:
