@@ -1,5 +1,6 @@
 """``python -m bcos.evaluate``: the table it writes (Markdown, CSV, JSON) holds what ``bcos.explain`` and
-``bcos.metrics`` give when called directly on the same inputs; bad inputs fail with clear errors."""
+``bcos.metrics`` give when called directly on the same inputs, and entropy, special-token share, prediction rates
+and confidence intervals as computed by hand from them; bad inputs fail with clear errors before any work."""
 from __future__ import annotations
 
 import csv
@@ -9,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -22,6 +24,7 @@ from test_faithfulness_callback import train_tiny
 from test_training import make_tiny_model, write_tiny_data
 
 N_EXAMPLES = 8
+SEED, RESAMPLES = 1, 500
 PARAMS = {"integrated_gradients": {"n_steps": 4}, "lime": {"n_samples": 16}}
 ROWS = [("bcos", "bcos"), ("integrated_gradients", "conventional"), ("integrated_gradients", "bcos"),
         ("lime", "conventional"), ("lime", "bcos")]
@@ -55,7 +58,8 @@ def tiny(tmp_path_factory) -> dict[str, Path]:
 def run(tiny: dict[str, Path], out: Path, *extra: str) -> dict:
     return main(["--bcos", str(tiny["bcos"]), "--conventional", str(tiny["conventional"]),
                  "--dataset", str(tiny["data"]), "--split", "validation", "--max-examples", str(N_EXAMPLES),
-                 "--seqpg-segment-length", "3", "--method-params", json.dumps(PARAMS), "--out", str(out), *extra])
+                 "--seqpg-segment-length", "3", "--method-params", json.dumps(PARAMS), "--out", str(out),
+                 "--seed", str(SEED), "--bootstrap-resamples", str(RESAMPLES), *extra])
 
 
 @pytest.fixture(scope="module")
@@ -65,7 +69,8 @@ def evaluated(tiny, tmp_path_factory) -> dict:
 
 
 def direct(model: torch.nn.Module, scale: float, tokenizer, method: str, rows: list[dict]) -> dict[str, float]:
-    """Every score of ``method`` on ``rows``, from ``bcos.explain`` / ``bcos.metrics`` called directly."""
+    """Every score of ``method`` on ``rows``, from ``bcos.explain`` / ``bcos.metrics`` called directly, and
+    the per-example entropy and special-token share and the prediction rates computed by hand (numpy)."""
     batch = tokenizer([row["text"] for row in rows], padding=True, truncation=True, max_length=64,
                       return_tensors="pt", return_offsets_mapping=True)
     ids, mask, labels = batch["input_ids"], batch["attention_mask"], torch.tensor([row["label"] for row in rows])
@@ -81,7 +86,7 @@ def direct(model: torch.nn.Module, scale: float, tokenizer, method: str, rows: l
                               special_token_ids=special, pad_token_id=tokenizer.pad_token_id)
     prefix, suffix = special_affixes(tokenizer)
     instances = build_seqpg_instances(predict_proba, ids, mask, labels, segment_length=3, prefix_ids=prefix,
-                                      suffix_ids=suffix, special_token_ids=special)
+                                      suffix_ids=suffix, special_token_ids=special, seed=SEED)
     assert len(instances) > 0
     segments = instances.labels.shape[1]
     segment_scores = explainer.attribute(instances.input_ids.repeat_interleave(segments, 0),
@@ -91,31 +96,50 @@ def direct(model: torch.nn.Module, scale: float, tokenizer, method: str, rows: l
     word_ids = torch.tensor([[-1 if word is None else word for word in batch.word_ids(i)] for i in range(len(rows))])
     rationale = torch.tensor([row["rationale"] for row in rows])
     plausible = plausibility(scores, word_ids, rationale)
+    magnitude, real = scores.abs().double().numpy(), mask.bool().numpy()
+    is_special = np.isin(ids.numpy(), special) & real
+    content = real & ~is_special
+    p = np.where(content, magnitude, 0) / np.where(content, magnitude, 0).sum(-1, keepdims=True)
+    entropy = -np.where(p > 0, p * np.log(np.where(p > 0, p, 1)), 0).sum(-1) / np.log(content.sum(-1))
+    share = np.where(is_special, magnitude, 0).sum(-1) / np.where(real, magnitude, 0).sum(-1)
+    predicted = predict_proba(ids, mask).argmax(-1).numpy()
     return {"comprehensiveness": erasure["comprehensiveness"].mean, "sufficiency": erasure["sufficiency"].mean,
             "seqpg": pointing_game(segment_scores.view(len(instances), segments, -1), instances).mean,
             "plausibility_auprc": plausible.auprc, "plausibility_token_f1": plausible.token_f1,
-            "plausibility_iou_f1": plausible.iou_f1,
-            "model_accuracy": float((predict_proba(ids, mask).argmax(-1) == labels).float().mean())}
+            "plausibility_iou_f1": plausible.iou_f1, "entropy": entropy.mean(), "special_token_share": share.mean(),
+            "per_example_entropy": entropy, "per_example_special_token_share": share,
+            **{f"predicted_rate_{k}": float((predicted == k).mean()) for k in range(2)},
+            **{f"label_rate_{k}": float((labels.numpy() == k).mean()) for k in range(2)},
+            "model_accuracy": float((predicted == labels.numpy()).mean())}
+
+
+def with_intervals(names: list[str]) -> list[str]:
+    return [column for name in names for column in (name, f"{name}_low", f"{name}_high")]
 
 
 def test_the_table_holds_what_the_metrics_give_directly(evaluated, tiny):
     files = {kind: Path(path) for kind, path in evaluated["files"].items()}
     with files["csv"].open() as file:
         table = list(csv.DictReader(file))
-    scores = ["comprehensiveness", "sufficiency", "seqpg", "plausibility_auprc", "plausibility_token_f1",
-              "plausibility_iou_f1"]
-    assert list(table[0]) == ["method", "model", *scores, "seconds_per_example", "model_accuracy", "n_examples",
-                              "n_seqpg_instances"]
+    per_example = ["comprehensiveness", "sufficiency", "seqpg", "plausibility_auprc", "plausibility_token_f1"]
+    sparsity = ["entropy", "special_token_share"]
+    assert list(table[0]) == [
+        "method", "model", *with_intervals(per_example), "plausibility_iou_f1", *with_intervals(sparsity),
+        *("bcos_minus_" + name for name in with_intervals(per_example + sparsity)), "seconds_per_example",
+        "model_accuracy", "n_examples", "n_seqpg_instances", "n_plausibility", "predicted_rate_0", "predicted_rate_1",
+        "label_rate_0", "label_rate_1"]
     assert [(row["method"], row["model"]) for row in table] == ROWS
     saved = json.loads(files["json"].read_text())
     assert saved["n_examples"] == N_EXAMPLES and saved["settings"]["method_params"] == PARAMS
+    assert saved["sampling"]["seed"] == SEED and saved["sampling"]["per_class"] == {"0": 4, "1": 4}
     assert saved["explainers"]["lime (bcos)"]["n_samples"] == 16 and saved["explainers"]["lime (bcos)"]["seed"] == 0
     assert saved["metric_settings_by_run"]["bcos (bcos)"]["comprehensiveness"]["replacement_id"] == 103  # [MASK]
     assert {"torch", "transformers", "captum", "bcos"} <= set(saved["versions"])
     markdown = files["md"].read_text()
     assert "| method | model | Comp ↑ | Suff ↓ | SeqPG ↑ |" in markdown and "| bcos | bcos |" in markdown
 
-    rows = [json.loads(line) for line in (tiny["data"] / "validation.jsonl").read_text().splitlines()][:N_EXAMPLES]
+    lines = (tiny["data"] / "validation.jsonl").read_text().splitlines()
+    rows = [json.loads(lines[number - 1]) for number in saved["example_rows"]]  # the stratified sample
     module = SequenceClassifier.load_from_checkpoint(tiny["bcos"]).eval()
     tokenizer = bcos.load_tokenizer(str(tiny["conventional"]))
     models = {"bcos": (module.model, float(module.logit_scale)),
@@ -123,11 +147,69 @@ def test_the_table_holds_what_the_metrics_give_directly(evaluated, tiny):
     for row, saved_row in zip(table, saved["results"]):
         expected = direct(*models[row["model"]], tokenizer, row["method"], rows)
         for name, value in expected.items():
+            if name.startswith("per_example_"):
+                name = name.removeprefix("per_example_")
+                assert saved_row["per_example"][name] == pytest.approx(value, rel=1e-5, abs=1e-6), name
+                continue
             assert float(row[name]) == pytest.approx(value, rel=1e-5, abs=1e-6), (row["method"], row["model"], name)
             assert saved_row[name] == pytest.approx(value, rel=1e-5, abs=1e-6)
+        assert int(row["n_plausibility"]) == N_EXAMPLES  # every example has its rationale word within 64 tokens
         assert math.isfinite(float(row["seconds_per_example"])) and float(row["seconds_per_example"]) > 0
     assert saved["models"]["bcos"]["accuracy"] == pytest.approx(float(table[0]["model_accuracy"]))
     assert saved["models"]["bcos"]["logit_scale"] == pytest.approx(float(module.logit_scale))
+    rates = saved["models"]["conventional"]["prediction_rates"]
+    assert rates["predicted"] == [float(table[1]["predicted_rate_0"]), float(table[1]["predicted_rate_1"])]
+    assert rates["labelled"] == [0.5, 0.5]
+
+
+def explicit_interval(values: list, resamples: int, seed: int) -> tuple[float, float]:
+    """The documented protocol written out in numpy: finite values, ``torch.randint(n, (resamples, n))`` from a
+    generator seeded with ``seed``, the 2.5 and 97.5 percentiles of the resampled means."""
+    values = np.array([np.nan if value is None else value for value in values], dtype=float)
+    values = values[np.isfinite(values)]
+    indices = torch.randint(len(values), (resamples, len(values)), generator=torch.Generator().manual_seed(seed))
+    return tuple(np.percentile(values[indices.numpy()].mean(axis=1), [2.5, 97.5]))
+
+
+def test_intervals_follow_the_documented_bootstrap_of_the_per_example_scores(evaluated):
+    saved = json.loads(Path(evaluated["files"]["json"]).read_text())
+    assert {key: saved["uncertainty"][key] for key in ("level", "resamples", "seed")} == {
+        "level": 0.95, "resamples": RESAMPLES, "seed": SEED}
+    rows = {(row["method"], row["model"]): row for row in saved["results"]}
+    bcos_row = rows["bcos", "bcos"]
+    for key, row in rows.items():
+        values = {**row["per_example"], **row["per_instance"]}
+        assert sorted(values) == sorted(["comprehensiveness", "sufficiency", "plausibility_auprc",
+                                         "plausibility_token_f1", "entropy", "special_token_share", "seqpg"])
+        assert len(row["per_example"]["comprehensiveness"]) == N_EXAMPLES
+        assert len(row["per_instance"]["seqpg"]) == row["n_seqpg_instances"] > 0
+        for name, scores in values.items():
+            assert np.nanmean(np.array(scores, dtype=float)) == pytest.approx(row[name], rel=1e-6), (key, name)
+            low, high = explicit_interval(scores, RESAMPLES, SEED)
+            assert (row[f"{name}_low"], row[f"{name}_high"]) == pytest.approx((low, high), rel=1e-9), (key, name)
+        if key == ("bcos", "bcos"):
+            assert not any(name.startswith("bcos_minus_") for name in row)
+            continue
+        paired = [name for name in values if key[1] == "bcos" or name != "seqpg"]  # seqpg pairs on one model only
+        assert sorted(name.removeprefix("bcos_minus_") for name in row
+                      if name.startswith("bcos_minus_") and not name.endswith(("_low", "_high"))) == sorted(paired)
+        for name in paired:
+            source = "per_instance" if name == "seqpg" else "per_example"
+            first = np.array([np.nan if v is None else v for v in bcos_row[source][name]], dtype=float)
+            second = np.array([np.nan if v is None else v for v in row[source][name]], dtype=float)
+            difference = first - second
+            low, high = explicit_interval(list(difference), RESAMPLES, SEED)
+            assert row[f"bcos_minus_{name}"] == pytest.approx(np.nanmean(difference), rel=1e-9, abs=1e-12)
+            assert (row[f"bcos_minus_{name}_low"], row[f"bcos_minus_{name}_high"]) == pytest.approx(
+                (low, high), rel=1e-9, abs=1e-12), (key, name)
+    markdown = Path(evaluated["files"]["md"]).read_text()
+    comp = bcos_row["comprehensiveness"], bcos_row["comprehensiveness_low"], bcos_row["comprehensiveness_high"]
+    assert "| bcos | bcos | {:.2f} [{:.2f}, {:.2f}] |".format(*comp) in markdown
+    lime = rows["lime", "conventional"]
+    cell = "{:+.2f} [{:+.2f}, {:+.2f}]".format(*(lime[f"bcos_minus_comprehensiveness{s}"] for s in ("", "_low", "_high")))
+    assert f"| lime | conventional | {cell}" in markdown
+    assert "## B-cos minus each post-hoc method (paired 95 % bootstrap interval, same examples)" in markdown
+    assert f"{RESAMPLES} resamples, seed {SEED}" in markdown
 
 
 def test_a_decoder_checkpoint_is_refused_with_a_clear_error(tiny, tmp_path):
