@@ -248,19 +248,151 @@ def test_checkpoints_and_exports_load_with_the_trained_logit_scale(tiny):
     ({"--dataset": "sst3"}, "Unknown dataset 'sst3': not one of ['ag_news', 'hatexplain', 'imdb', 'sst2']"),
     ({"--split": "train"}, "split 'train' of dataset"),
     ({"--split": "test"}, "has no examples with a non-empty text and a label (empty split)"),
-    ({"--metrics": "comprehensiveness,aopc"}, "unknown metrics ['aopc']"),
+    ({"--metrics": "comprehensiveness,aopc"}, "argument --metrics: unknown metrics ['aopc']"),
+    ({"--metrics": ","}, "argument --metrics: no metrics given; choose from comprehensiveness, sufficiency, seqpg"),
+    ({"--fractions": "0,1.5,-2"}, "argument --fractions: erasure fractions must be in (0, 1] (shares of an "
+                                  "example's content tokens), got 0.0, 1.5, -2.0"),
+    ({"--max-examples": "-1"}, "argument --max-examples: must be at least 1, got -1"),
+    ({"--seqpg-segments": "0"}, "argument --seqpg-segments: must be at least 2, got 0"),
+    ({"--seqpg-confidence": "1.5"}, "argument --seqpg-confidence: must be in [0, 1), got 1.5"),
+    ({"--bootstrap-resamples": "0"}, "argument --bootstrap-resamples: must be at least 1, got 0"),
+    ({"--batch-size": "0"}, "argument --batch-size: must be at least 1, got 0"),
+    ({"--text-column": "sentence"}, "Column 'sentence' not found in split 'validation'; columns present: "),
+    ({"--rationale-column": "evidence"}, "--rationale-column 'evidence' is not a column of "),
     ({"--bcos": "CONVENTIONAL"}, "holds a conventional model"),
+    ({"--out": "FILE/out"}, "FILE/out: cannot write there (Not a directory); choose a writable folder"),
 ])
 def test_bad_inputs_fail_with_a_clear_error(tiny, tmp_path, capsys, change, message):
+    (tmp_path / "FILE").write_text("")
     options = {"--bcos": str(tiny["bcos"]), "--conventional": str(tiny["conventional"]),
-               "--dataset": str(tiny["data"]), "--split": "validation", "--methods": "bcos"}
-    options.update({key: str(tiny["conventional"]) if value == "CONVENTIONAL" else value
-                    for key, value in change.items()})
+               "--dataset": str(tiny["data"]), "--split": "validation", "--methods": "bcos", "--out": str(tmp_path)}
+    replace = {"CONVENTIONAL": str(tiny["conventional"]), "FILE/out": str(tmp_path / "FILE" / "out")}
+    options.update({key: replace.get(value, value) for key, value in change.items()})
     with pytest.raises(SystemExit) as exit_info:
-        main([item for pair in options.items() for item in pair] + ["--out", str(tmp_path)])
+        main([item for pair in options.items() for item in pair])
     assert exit_info.value.code == 2
-    assert message in capsys.readouterr().err
+    error = capsys.readouterr().err
+    assert "python -m bcos.evaluate: error: " in error and message.replace("FILE", str(tmp_path / "FILE")) in error
     assert not (tmp_path / "results.json").exists()
+
+
+@pytest.mark.parametrize("labels, message", [
+    ([0, 1, 5, 0, 1, 7], "2 label(s) in column 'label' are not class ids 0..1 of the 2-class --bcos model (row 3: 5, "
+                         "row 6: 7); fix the labels or evaluate a model with the data's classes"),
+    ([0, 1.9, 1], "must hold integer class ids, found Value('float64') (row 2: 1.9)"),
+    ([True, False], "must hold integer class ids, found Value('bool') (row 1: True)"),
+])
+def test_labels_that_are_not_class_ids_are_refused_naming_file_and_row(tiny, tmp_path, capsys, monkeypatch, labels,
+                                                                       message):
+    """Labels outside the model's classes (or not integers) are not counted in any score: the command refuses them
+    before explaining anything."""
+    monkeypatch.setattr("bcos.cli.evaluate.evaluate", lambda *args: pytest.fail("the evaluation ran"))
+    file = tmp_path / "validation.jsonl"
+    file.write_text("".join(json.dumps({"text": f"a good film {i}", "label": label}) + "\n"
+                            for i, label in enumerate(labels)))
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--bcos", str(tiny["bcos"]), "--dataset", str(file), "--out", str(tmp_path / "out")])
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1] == f"python -m bcos.evaluate: error: {file}: " + (
+        message if message.startswith("2 label") else f"Label column 'label' in split 'validation' {message}")
+
+
+def test_unwritable_outputs_fail_before_loading_a_model(tiny, tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr("bcos.cli.evaluate.load", lambda *args, **kwargs: pytest.fail("a model was loaded"))
+    (tmp_path / "out" / "results.md").mkdir(parents=True)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--bcos", str(tiny["bcos"]), "--dataset", str(tiny["data"]), "--out", str(tmp_path / "out")])
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        f"python -m bcos.evaluate: error: --out {tmp_path / 'out'}: {tmp_path / 'out' / 'results.md'} exists and "
+        "cannot be overwritten (a folder or read-only); remove it or choose another folder")
+
+
+def test_a_late_write_failure_keeps_the_results_in_a_reported_folder(tiny, tmp_path, capsys, monkeypatch):
+    import bcos.cli.evaluate as command
+
+    written = []
+
+    def fail_first(out, table, summary):
+        written.append(Path(out))
+        if len(written) == 1:
+            raise OSError(28, "No space left on device")
+        return command.write_report.__wrapped__(out, table, summary)
+
+    fail_first.__wrapped__ = command.write_report
+    monkeypatch.setattr(command, "write_report", fail_first)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--bcos", str(tiny["bcos"]), "--dataset", str(tiny["data"]), "--metrics", "comprehensiveness",
+              "--out", str(tmp_path / "out")])
+    assert exit_info.value.code == 1
+    rescue = written[1]
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        f"python -m bcos.evaluate: error: writing the results into {tmp_path / 'out'} failed ([Errno 28] No space "
+        f"left on device); they are in {rescue}")
+    saved = json.loads((rescue / "results.json").read_text())
+    assert saved["results"][0]["method"] == "bcos" and len(saved["results"][0]["per_example"]["comprehensiveness"]) == 12
+
+
+def test_max_examples_draws_a_seeded_sample_stratified_by_label(tiny, tmp_path):
+    """A class-sorted file: the first N rows would all be of one class (and leave the pointing game without
+    pairs); the sample has both classes in proportion, in file order, reproducibly with its seed."""
+    from bcos.data import read_split
+    from bcos.data.splits import stratified_sample
+
+    labels = np.array([0] * 6 + [1] * 3 + [2])
+    chosen = stratified_sample(labels, 5, seed=0)
+    # shares 3, 1.5, 0.5: floors 3, 1, 0, the class without a row gets one
+    assert np.bincount(labels[chosen]).tolist() == [3, 1, 1] and chosen.tolist() == sorted(set(chosen.tolist()))
+    rng = np.random.default_rng(0)  # the documented draw: per class in label order, a permutation of its rows
+    expected = [np.flatnonzero(labels == label)[rng.permutation(count)[:take]]
+                for label, count, take in ((0, 6, 3), (1, 3, 1), (2, 1, 1))]
+    assert chosen.tolist() == sorted(np.concatenate(expected).tolist())
+    rows = [json.loads(line) for line in (tiny["data"] / "validation.jsonl").read_text().splitlines()]
+    rows.sort(key=lambda row: row["label"])
+    (tmp_path / "sorted").mkdir()
+    (tmp_path / "sorted" / "validation.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    split = read_split(str(tmp_path / "sorted"), "validation", max_examples=6, seed=3)
+    assert split.sampling["per_class"] == {0: 3, 1: 3} and split.sampling["seed"] == 3
+    assert split.rows["source_row"] == sorted(split.rows["source_row"])
+    assert split.rows["source_row"] == read_split(str(tmp_path / "sorted"), "validation", 6, seed=3).rows["source_row"]
+    assert {tuple(read_split(str(tmp_path / "sorted"), "validation", 6, seed=s).rows["source_row"])
+            for s in range(5)} != {tuple(split.rows["source_row"])}
+    result = main(["--bcos", str(tiny["bcos"]), "--dataset", str(tmp_path / "sorted"), "--max-examples", "6",
+                   "--seed", "3", "--metrics", "seqpg", "--seqpg-segment-length", "3", "--out", str(tmp_path / "out")])
+    assert result["sampling"]["per_class"] == {0: 3, 1: 3} and result["results"][0]["n_seqpg_instances"] == 3
+    assert result["example_rows"] == [row + 1 for row in split.rows["source_row"]]
+    assert "stratified by label (seed 3): class 0: 3, class 1: 3." in Path(result["files"]["md"]).read_text()
+
+
+def test_column_options_and_plausibility_coverage(tiny, tmp_path):
+    """Columns named as in training's data options; a null rationale and a rationale truncated away each leave
+    their example out of plausibility with a warning giving the count, the rest is scored (n in the table)."""
+    rows = [json.loads(line) for line in (tiny["data"] / "validation.jsonl").read_text().splitlines()]
+    rows[2]["rationale"] = None
+    rows[5]["rationale"] = [0, 0, 0, 1]  # the 4th word: cut at 5 tokens ([CLS] a <word> film [SEP])
+    (tmp_path / "standard").mkdir()
+    (tmp_path / "standard" / "validation.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    (tmp_path / "renamed").mkdir()
+    (tmp_path / "renamed" / "validation.jsonl").write_text("".join(json.dumps(
+        {"sentence": row["text"], "target": row["label"], "evidence": row["rationale"]}) + "\n" for row in rows))
+    common = ["--bcos", str(tiny["bcos"]), "--metrics", "plausibility", "--max-length", "5"]
+    with pytest.warns(UserWarning) as warned:
+        renamed = main([*common, "--dataset", str(tmp_path / "renamed"), "--text-column", "sentence",
+                        "--label-column", "target", "--rationale-column", "evidence", "--out", str(tmp_path / "a")])
+    messages = [str(w.message) for w in warned]
+    assert (f"1 of the 12 rows of {tmp_path / 'renamed' / 'validation.jsonl'} have no rationale (null in column "
+            "'evidence'): plausibility leaves them out and scores the others") in messages
+    assert ("1 of the examples with a rationale lost every rationale word to truncation at --max-length 5 (bcos "
+            "model's tokenizer): plausibility is scored on the other 10") in messages
+    standard = main([*common, "--dataset", str(tmp_path / "standard"), "--out", str(tmp_path / "b")])
+    (row,), (reference,) = renamed["results"], standard["results"]
+    assert row["n_plausibility"] == 10 and row["plausibility_auprc"] == reference["plausibility_auprc"]
+    for name, values in reference["per_example"].items():
+        np.testing.assert_array_equal(row["per_example"][name], values)
+    assert sum(value is not None and not math.isnan(value) for value in row["per_example"]["plausibility_auprc"]) == 10
+    coverage = renamed["metric_settings_by_run"]["bcos (bcos)"]["plausibility"]["coverage"]
+    assert coverage == {"examples": 12, "no_rationale": 1, "no_gold_words": 0, "truncated_away": 1, "scored": 10}
+    assert " | plausibility n |" in Path(renamed["files"]["md"]).read_text()
 
 
 def test_the_command_does_not_import_lightning():
