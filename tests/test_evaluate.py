@@ -206,7 +206,8 @@ def test_intervals_follow_the_documented_bootstrap_of_the_per_example_scores(eva
     comp = bcos_row["comprehensiveness"], bcos_row["comprehensiveness_low"], bcos_row["comprehensiveness_high"]
     assert "| bcos | bcos | {:.2f} [{:.2f}, {:.2f}] |".format(*comp) in markdown
     lime = rows["lime", "conventional"]
-    cell = "{:+.2f} [{:+.2f}, {:+.2f}]".format(*(lime[f"bcos_minus_comprehensiveness{s}"] for s in ("", "_low", "_high")))
+    cell = "{:+.2f} [{:+.2f}, {:+.2f}]".format(*(lime[f"bcos_minus_comprehensiveness{suffix}"]
+                                                 for suffix in ("", "_low", "_high")))
     assert f"| lime | conventional | {cell}" in markdown
     assert "## B-cos minus each post-hoc method (paired 95 % bootstrap interval, same examples)" in markdown
     assert f"{RESAMPLES} resamples, seed {SEED}" in markdown
@@ -330,7 +331,8 @@ def test_a_late_write_failure_keeps_the_results_in_a_reported_folder(tiny, tmp_p
         f"python -m bcos.evaluate: error: writing the results into {tmp_path / 'out'} failed ([Errno 28] No space "
         f"left on device); they are in {rescue}")
     saved = json.loads((rescue / "results.json").read_text())
-    assert saved["results"][0]["method"] == "bcos" and len(saved["results"][0]["per_example"]["comprehensiveness"]) == 12
+    (row,) = saved["results"]
+    assert row["method"] == "bcos" and len(row["per_example"]["comprehensiveness"]) == 12
 
 
 def test_max_examples_draws_a_seeded_sample_stratified_by_label(tiny, tmp_path):

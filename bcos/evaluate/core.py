@@ -194,7 +194,8 @@ def score_method(classifier: Model, explainer: Explainer, examples: Examples, in
                 instances.attention_mask.repeat_interleave(segments, dim=0),
                 instances.labels.flatten().to(instances.input_ids.device), settings.explain_batch_size)
             result = pointing_game(segment_scores.view(n_instances, segments, -1), instances)
-            scores["seqpg"], recorded["seqpg"], per_instance["seqpg"] = result.mean, result.settings, result.per_instance
+            scores["seqpg"], recorded["seqpg"] = result.mean, result.settings
+            per_instance["seqpg"] = result.per_instance
     if "plausibility" in settings.metrics and examples.has_rationales:
         result = plausibility(attributions, examples.word_ids, examples.rationale)
         scores.update(zip(PLAUSIBILITY_SCORES, (result.auprc, result.token_f1, result.iou_f1)))
