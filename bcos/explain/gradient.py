@@ -15,7 +15,7 @@ from .protocol import Explainer, TokenBaselineExplainer
 
 
 #: the default bound of Integrated Gradients' memory: tokens per forward/backward pass (rows x sequence length)
-MAX_TOKENS_PER_PASS = 8192
+MAX_TOKENS_PER_PASS = 4096
 
 
 def ig_passes(n_examples: int, length: int, n_steps: int, max_tokens_per_pass: int) -> tuple[int, int]:
