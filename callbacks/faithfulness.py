@@ -18,7 +18,7 @@ from lightning.pytorch.utilities.warnings import PossibleUserWarning
 from torch import nn
 
 from bcos import Model, load, load_tokenizer
-from bcos.evaluate import SCORES, Examples, MethodResult, MetricSettings, score_method, seqpg_instances
+from bcos.evaluate import SCORES, Examples, MethodResult, MetricSettings, predictions, score_method, seqpg_instances
 from bcos.explain import EXPLAINERS, explainer_for
 from bcos.explain.registry import check_explainer_params
 from bcos.metrics import DEFAULT_FRACTIONS
@@ -50,10 +50,12 @@ class FaithfulnessCallback(Callback):
     logs how faithful the explanations are.
 
     Logged (rank zero): ``faithfulness/<metric>/<method>`` (comprehensiveness and sufficiency as AOPC x 100, seqpg,
-    and ``plausibility_{auprc,token_f1,iou_f1}`` when the probe has human rationales), ``explain_time/<method>``
-    (seconds per probe example), once a TensorBoard custom-scalars layout with one chart per metric holding every
-    method, and ``heatmaps/example_<i>`` figures. Post-hoc methods on the reference model are logged as
-    ``<method>@reference``.
+    the explanation ``entropy`` and ``special_token_share``, and ``plausibility_{auprc,token_f1,iou_f1}`` when the
+    probe has human rationales), ``explain_time/<method>`` (seconds per probe example),
+    ``predictions/class_<k>/{predicted,labelled}`` (the share of probe examples the model predicts as class k, and
+    the share labelled k; ``predicted@reference`` for the reference model), once a TensorBoard custom-scalars
+    layout with one chart per metric holding every method and one per class, and ``heatmaps/example_<i>``
+    figures. Post-hoc methods on the reference model are logged as ``<method>@reference``.
 
     The LightningModule must keep its transformers classifier in ``.model``; probabilities for the metrics are
     ``softmax(logits · module.logit_scale)`` (scale 1 when the module has none). Every method explains the
@@ -70,8 +72,8 @@ class FaithfulnessCallback(Callback):
         probe_size: number of validation examples explained.
         probe_seed: None: the first ``probe_size`` examples of the validation dataset; an int: a sample drawn
             with this seed. The same examples every time.
-        metrics: of "comprehensiveness", "sufficiency", "seqpg" ("plausibility" is added when the validation data
-            has rationales).
+        metrics: of "comprehensiveness", "sufficiency", "seqpg", "entropy", "special_token_share" ("plausibility"
+            is added when the validation data has rationales).
         fractions: erasure fractions of comprehensiveness and sufficiency.
         seqpg_segment_length, seqpg_segments, seqpg_instances: pointing-game instances built from the probe
             (segments of exactly this many tokens; ``seqpg_instances`` caps their number). Without any instance
@@ -90,7 +92,7 @@ class FaithfulnessCallback(Callback):
         reference_checkpoint: str | None = None,
         probe_size: int = 32,
         probe_seed: int | None = None,
-        metrics: Sequence[str] = ("comprehensiveness", "sufficiency", "seqpg"),
+        metrics: Sequence[str] = ("comprehensiveness", "sufficiency", "seqpg", "entropy", "special_token_share"),
         fractions: Sequence[float] = DEFAULT_FRACTIONS,
         seqpg_segment_length: int = 10,
         seqpg_segments: int = 2,
@@ -128,6 +130,7 @@ class FaithfulnessCallback(Callback):
         self._tokenizer = None
         self._reference: Model | None = None
         self._reference_results: dict[str, MethodResult] | None = None
+        self._reference_rates: list[float] | None = None
         self._probe: Examples | None = None
         self._layout_written = False
 
@@ -157,7 +160,8 @@ class FaithfulnessCallback(Callback):
         if trainer.is_global_zero:
             with isolated_evaluation(pl_module):
                 results = self.evaluate(trainer, pl_module)
-            self._log(trainer, pl_module, results)
+                rates = self.prediction_rates(trainer, pl_module)
+            self._log(trainer, pl_module, results, rates)
         trainer.strategy.barrier("FaithfulnessCallback")
 
     def state_dict(self) -> dict[str, Any]:
@@ -191,15 +195,30 @@ class FaithfulnessCallback(Callback):
         return {method: score_method(classifier, explainer_for(classifier, method, self.method_params.get(method)),
                                      probe, instances, settings) for method in methods}
 
-    def evaluate(self, trainer: Trainer, pl_module: LightningModule) -> dict[str, MethodResult]:
-        """Results by logged method name: the configured methods on ``pl_module.model``, and the post-hoc ones on
-        the reference model as ``<method>@reference``. Call it in eval mode with gradients enabled."""
+    def _classifier(self, pl_module: LightningModule) -> Model:
         model = getattr(pl_module, "model", None)
         if not isinstance(model, nn.Module):
             raise TypeError("FaithfulnessCallback needs the LightningModule to keep its transformers classifier in "
                             "`.model`")
-        classifier = Model(model, self._tokenizer, float(getattr(pl_module, "logit_scale", 1.0)),
-                           link=getattr(pl_module, "link", "softmax"))
+        return Model(model, self._tokenizer, float(getattr(pl_module, "logit_scale", 1.0)),
+                     link=getattr(pl_module, "link", "softmax"))
+
+    def prediction_rates(self, trainer: Trainer, pl_module: LightningModule) -> dict[str, list[float]]:
+        """Per class, the share of probe examples predicted as it (``predicted``; ``predicted@reference`` for the
+        reference model, computed once) and labelled as it (``labelled``). Call it in eval mode."""
+        probe = self.probe(trainer).to(pl_module.device)
+        rates = predictions(self._classifier(pl_module), probe).rates()
+        if self._reference is not None and self._reference_rates is None:
+            self._reference.model.to(pl_module.device)
+            self._reference_rates = predictions(self._reference, probe).rates()["predicted"]
+            self._reference.model.to("cpu")
+        reference = {} if self._reference_rates is None else {"predicted" + REFERENCE_SUFFIX: self._reference_rates}
+        return {**rates, **reference}
+
+    def evaluate(self, trainer: Trainer, pl_module: LightningModule) -> dict[str, MethodResult]:
+        """Results by logged method name: the configured methods on ``pl_module.model``, and the post-hoc ones on
+        the reference model as ``<method>@reference``. Call it in eval mode with gradients enabled."""
+        classifier = self._classifier(pl_module)
         probe = self.probe(trainer).to(pl_module.device)
         settings = self._settings(probe)
         methods = [m for m in self.methods if m != "bcos" or classifier.is_bcos]
@@ -217,7 +236,11 @@ class FaithfulnessCallback(Callback):
 
     # --- logging --------------------------------------------------------------------------------------------
 
-    def _log(self, trainer: Trainer, pl_module: LightningModule, results: dict[str, MethodResult]) -> None:
+    def _log(self, trainer: Trainer, pl_module: LightningModule, results: dict[str, MethodResult],
+             rates: dict[str, list[float]]) -> None:
+        for name, shares in rates.items():
+            for k, share in enumerate(shares):
+                pl_module.log(f"predictions/class_{k}/{name}", share, rank_zero_only=True)
         for name, result in results.items():
             for metric, value in result.scores.items():
                 if math.isfinite(value):
@@ -230,7 +253,7 @@ class FaithfulnessCallback(Callback):
         if not self._layout_written:
             metrics = [metric for metric in SCORES if any(metric in result.scores for result in results.values())]
             for writer in writers:
-                writer.add_custom_scalars(custom_scalars_layout(metrics))
+                writer.add_custom_scalars(custom_scalars_layout(metrics, len(rates["labelled"])))
             self._layout_written = True
         for writer in writers:
             for index, figure in enumerate(self._figures(results)):
@@ -246,8 +269,11 @@ class FaithfulnessCallback(Callback):
             yield heatmap_figure(TokenHeatmap(tokens, rows, f"probe example {index}, label {int(probe.labels[index])}"))
 
 
-def custom_scalars_layout(metrics: Sequence[str]) -> dict[str, dict[str, list]]:
-    """TensorBoard custom-scalars layout: one multiline chart per metric over all methods, and one of the
-    explanation times."""
-    return {"faithfulness": {metric: ["Multiline", [rf"^faithfulness/{metric}/"]] for metric in metrics},
-            "explain_time": {"seconds per example": ["Multiline", [r"^explain_time/"]]}}
+def custom_scalars_layout(metrics: Sequence[str], num_classes: int = 0) -> dict[str, dict[str, list]]:
+    """TensorBoard custom-scalars layout: one multiline chart per metric over all methods, one of the explanation
+    times, and per class one of the predicted and labelled shares."""
+    layout = {"faithfulness": {metric: ["Multiline", [rf"^faithfulness/{metric}/"]] for metric in metrics},
+              "explain_time": {"seconds per example": ["Multiline", [r"^explain_time/"]]}}
+    if num_classes:
+        layout["predictions"] = {f"class {k}": ["Multiline", [rf"^predictions/class_{k}/"]] for k in range(num_classes)}
+    return layout

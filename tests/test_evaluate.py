@@ -1,5 +1,6 @@
 """``python -m bcos.evaluate``: the table it writes (Markdown, CSV, JSON) holds what ``bcos.explain`` and
-``bcos.metrics`` give when called directly on the same inputs; bad inputs fail with clear errors."""
+``bcos.metrics`` give when called directly on the same inputs, and entropy, special-token share, prediction rates
+and confidence intervals as computed by hand from them; bad inputs fail with clear errors before any work."""
 from __future__ import annotations
 
 import csv
@@ -9,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -22,6 +24,7 @@ from test_faithfulness_callback import train_tiny
 from test_training import make_tiny_model, write_tiny_data
 
 N_EXAMPLES = 8
+SEED, RESAMPLES = 1, 500
 PARAMS = {"integrated_gradients": {"n_steps": 4}, "lime": {"n_samples": 16}}
 ROWS = [("bcos", "bcos"), ("integrated_gradients", "conventional"), ("integrated_gradients", "bcos"),
         ("lime", "conventional"), ("lime", "bcos")]
@@ -55,7 +58,8 @@ def tiny(tmp_path_factory) -> dict[str, Path]:
 def run(tiny: dict[str, Path], out: Path, *extra: str) -> dict:
     return main(["--bcos", str(tiny["bcos"]), "--conventional", str(tiny["conventional"]),
                  "--dataset", str(tiny["data"]), "--split", "validation", "--max-examples", str(N_EXAMPLES),
-                 "--seqpg-segment-length", "3", "--method-params", json.dumps(PARAMS), "--out", str(out), *extra])
+                 "--seqpg-segment-length", "3", "--method-params", json.dumps(PARAMS), "--out", str(out),
+                 "--seed", str(SEED), "--bootstrap-resamples", str(RESAMPLES), *extra])
 
 
 @pytest.fixture(scope="module")
@@ -65,7 +69,8 @@ def evaluated(tiny, tmp_path_factory) -> dict:
 
 
 def direct(model: torch.nn.Module, scale: float, tokenizer, method: str, rows: list[dict]) -> dict[str, float]:
-    """Every score of ``method`` on ``rows``, from ``bcos.explain`` / ``bcos.metrics`` called directly."""
+    """Every score of ``method`` on ``rows``, from ``bcos.explain`` / ``bcos.metrics`` called directly, and
+    the per-example entropy and special-token share and the prediction rates computed by hand (numpy)."""
     batch = tokenizer([row["text"] for row in rows], padding=True, truncation=True, max_length=64,
                       return_tensors="pt", return_offsets_mapping=True)
     ids, mask, labels = batch["input_ids"], batch["attention_mask"], torch.tensor([row["label"] for row in rows])
@@ -81,7 +86,7 @@ def direct(model: torch.nn.Module, scale: float, tokenizer, method: str, rows: l
                               special_token_ids=special, pad_token_id=tokenizer.pad_token_id)
     prefix, suffix = special_affixes(tokenizer)
     instances = build_seqpg_instances(predict_proba, ids, mask, labels, segment_length=3, prefix_ids=prefix,
-                                      suffix_ids=suffix, special_token_ids=special)
+                                      suffix_ids=suffix, special_token_ids=special, seed=SEED)
     assert len(instances) > 0
     segments = instances.labels.shape[1]
     segment_scores = explainer.attribute(instances.input_ids.repeat_interleave(segments, 0),
@@ -91,31 +96,50 @@ def direct(model: torch.nn.Module, scale: float, tokenizer, method: str, rows: l
     word_ids = torch.tensor([[-1 if word is None else word for word in batch.word_ids(i)] for i in range(len(rows))])
     rationale = torch.tensor([row["rationale"] for row in rows])
     plausible = plausibility(scores, word_ids, rationale)
+    magnitude, real = scores.abs().double().numpy(), mask.bool().numpy()
+    is_special = np.isin(ids.numpy(), special) & real
+    content = real & ~is_special
+    p = np.where(content, magnitude, 0) / np.where(content, magnitude, 0).sum(-1, keepdims=True)
+    entropy = -np.where(p > 0, p * np.log(np.where(p > 0, p, 1)), 0).sum(-1) / np.log(content.sum(-1))
+    share = np.where(is_special, magnitude, 0).sum(-1) / np.where(real, magnitude, 0).sum(-1)
+    predicted = predict_proba(ids, mask).argmax(-1).numpy()
     return {"comprehensiveness": erasure["comprehensiveness"].mean, "sufficiency": erasure["sufficiency"].mean,
             "seqpg": pointing_game(segment_scores.view(len(instances), segments, -1), instances).mean,
             "plausibility_auprc": plausible.auprc, "plausibility_token_f1": plausible.token_f1,
-            "plausibility_iou_f1": plausible.iou_f1,
-            "model_accuracy": float((predict_proba(ids, mask).argmax(-1) == labels).float().mean())}
+            "plausibility_iou_f1": plausible.iou_f1, "entropy": entropy.mean(), "special_token_share": share.mean(),
+            "per_example_entropy": entropy, "per_example_special_token_share": share,
+            **{f"predicted_rate_{k}": float((predicted == k).mean()) for k in range(2)},
+            **{f"label_rate_{k}": float((labels.numpy() == k).mean()) for k in range(2)},
+            "model_accuracy": float((predicted == labels.numpy()).mean())}
+
+
+def with_intervals(names: list[str]) -> list[str]:
+    return [column for name in names for column in (name, f"{name}_low", f"{name}_high")]
 
 
 def test_the_table_holds_what_the_metrics_give_directly(evaluated, tiny):
     files = {kind: Path(path) for kind, path in evaluated["files"].items()}
     with files["csv"].open() as file:
         table = list(csv.DictReader(file))
-    scores = ["comprehensiveness", "sufficiency", "seqpg", "plausibility_auprc", "plausibility_token_f1",
-              "plausibility_iou_f1"]
-    assert list(table[0]) == ["method", "model", *scores, "seconds_per_example", "model_accuracy", "n_examples",
-                              "n_seqpg_instances"]
+    per_example = ["comprehensiveness", "sufficiency", "seqpg", "plausibility_auprc", "plausibility_token_f1"]
+    sparsity = ["entropy", "special_token_share"]
+    assert list(table[0]) == [
+        "method", "model", *with_intervals(per_example), "plausibility_iou_f1", *with_intervals(sparsity),
+        *("bcos_minus_" + name for name in with_intervals(per_example + sparsity)), "seconds_per_example",
+        "model_accuracy", "n_examples", "n_seqpg_instances", "n_plausibility", "predicted_rate_0", "predicted_rate_1",
+        "label_rate_0", "label_rate_1"]
     assert [(row["method"], row["model"]) for row in table] == ROWS
     saved = json.loads(files["json"].read_text())
     assert saved["n_examples"] == N_EXAMPLES and saved["settings"]["method_params"] == PARAMS
+    assert saved["sampling"]["seed"] == SEED and saved["sampling"]["per_class"] == {"0": 4, "1": 4}
     assert saved["explainers"]["lime (bcos)"]["n_samples"] == 16 and saved["explainers"]["lime (bcos)"]["seed"] == 0
     assert saved["metric_settings_by_run"]["bcos (bcos)"]["comprehensiveness"]["replacement_id"] == 103  # [MASK]
     assert {"torch", "transformers", "captum", "bcos"} <= set(saved["versions"])
     markdown = files["md"].read_text()
     assert "| method | model | Comp ↑ | Suff ↓ | SeqPG ↑ |" in markdown and "| bcos | bcos |" in markdown
 
-    rows = [json.loads(line) for line in (tiny["data"] / "validation.jsonl").read_text().splitlines()][:N_EXAMPLES]
+    lines = (tiny["data"] / "validation.jsonl").read_text().splitlines()
+    rows = [json.loads(lines[number - 1]) for number in saved["example_rows"]]  # the stratified sample
     module = SequenceClassifier.load_from_checkpoint(tiny["bcos"]).eval()
     tokenizer = bcos.load_tokenizer(str(tiny["conventional"]))
     models = {"bcos": (module.model, float(module.logit_scale)),
@@ -123,11 +147,70 @@ def test_the_table_holds_what_the_metrics_give_directly(evaluated, tiny):
     for row, saved_row in zip(table, saved["results"]):
         expected = direct(*models[row["model"]], tokenizer, row["method"], rows)
         for name, value in expected.items():
+            if name.startswith("per_example_"):
+                name = name.removeprefix("per_example_")
+                assert saved_row["per_example"][name] == pytest.approx(value, rel=1e-5, abs=1e-6), name
+                continue
             assert float(row[name]) == pytest.approx(value, rel=1e-5, abs=1e-6), (row["method"], row["model"], name)
             assert saved_row[name] == pytest.approx(value, rel=1e-5, abs=1e-6)
+        assert int(row["n_plausibility"]) == N_EXAMPLES  # every example has its rationale word within 64 tokens
         assert math.isfinite(float(row["seconds_per_example"])) and float(row["seconds_per_example"]) > 0
     assert saved["models"]["bcos"]["accuracy"] == pytest.approx(float(table[0]["model_accuracy"]))
     assert saved["models"]["bcos"]["logit_scale"] == pytest.approx(float(module.logit_scale))
+    rates = saved["models"]["conventional"]["prediction_rates"]
+    assert rates["predicted"] == [float(table[1]["predicted_rate_0"]), float(table[1]["predicted_rate_1"])]
+    assert rates["labelled"] == [0.5, 0.5]
+
+
+def explicit_interval(values: list, resamples: int, seed: int) -> tuple[float, float]:
+    """The documented protocol written out in numpy: finite values, ``torch.randint(n, (resamples, n))`` from a
+    generator seeded with ``seed``, the 2.5 and 97.5 percentiles of the resampled means."""
+    values = np.array([np.nan if value is None else value for value in values], dtype=float)
+    values = values[np.isfinite(values)]
+    indices = torch.randint(len(values), (resamples, len(values)), generator=torch.Generator().manual_seed(seed))
+    return tuple(np.percentile(values[indices.numpy()].mean(axis=1), [2.5, 97.5]))
+
+
+def test_intervals_follow_the_documented_bootstrap_of_the_per_example_scores(evaluated):
+    saved = json.loads(Path(evaluated["files"]["json"]).read_text())
+    assert {key: saved["uncertainty"][key] for key in ("level", "resamples", "seed")} == {
+        "level": 0.95, "resamples": RESAMPLES, "seed": SEED}
+    rows = {(row["method"], row["model"]): row for row in saved["results"]}
+    bcos_row = rows["bcos", "bcos"]
+    for key, row in rows.items():
+        values = {**row["per_example"], **row["per_instance"]}
+        assert sorted(values) == sorted(["comprehensiveness", "sufficiency", "plausibility_auprc",
+                                         "plausibility_token_f1", "entropy", "special_token_share", "seqpg"])
+        assert len(row["per_example"]["comprehensiveness"]) == N_EXAMPLES
+        assert len(row["per_instance"]["seqpg"]) == row["n_seqpg_instances"] > 0
+        for name, scores in values.items():
+            assert np.nanmean(np.array(scores, dtype=float)) == pytest.approx(row[name], rel=1e-6), (key, name)
+            low, high = explicit_interval(scores, RESAMPLES, SEED)
+            assert (row[f"{name}_low"], row[f"{name}_high"]) == pytest.approx((low, high), rel=1e-9), (key, name)
+        if key == ("bcos", "bcos"):
+            assert not any(name.startswith("bcos_minus_") for name in row)
+            continue
+        paired = [name for name in values if key[1] == "bcos" or name != "seqpg"]  # seqpg pairs on one model only
+        assert sorted(name.removeprefix("bcos_minus_") for name in row
+                      if name.startswith("bcos_minus_") and not name.endswith(("_low", "_high"))) == sorted(paired)
+        for name in paired:
+            source = "per_instance" if name == "seqpg" else "per_example"
+            first = np.array([np.nan if v is None else v for v in bcos_row[source][name]], dtype=float)
+            second = np.array([np.nan if v is None else v for v in row[source][name]], dtype=float)
+            difference = first - second
+            low, high = explicit_interval(list(difference), RESAMPLES, SEED)
+            assert row[f"bcos_minus_{name}"] == pytest.approx(np.nanmean(difference), rel=1e-9, abs=1e-12)
+            assert (row[f"bcos_minus_{name}_low"], row[f"bcos_minus_{name}_high"]) == pytest.approx(
+                (low, high), rel=1e-9, abs=1e-12), (key, name)
+    markdown = Path(evaluated["files"]["md"]).read_text()
+    comp = bcos_row["comprehensiveness"], bcos_row["comprehensiveness_low"], bcos_row["comprehensiveness_high"]
+    assert "| bcos | bcos | {:.2f} [{:.2f}, {:.2f}] |".format(*comp) in markdown
+    lime = rows["lime", "conventional"]
+    cell = "{:+.2f} [{:+.2f}, {:+.2f}]".format(*(lime[f"bcos_minus_comprehensiveness{suffix}"]
+                                                 for suffix in ("", "_low", "_high")))
+    assert f"| lime | conventional | {cell}" in markdown
+    assert "## B-cos minus each post-hoc method (paired 95 % bootstrap interval, same examples)" in markdown
+    assert f"{RESAMPLES} resamples, seed {SEED}" in markdown
 
 
 def test_a_decoder_checkpoint_is_refused_with_a_clear_error(tiny, tmp_path):
@@ -166,19 +249,152 @@ def test_checkpoints_and_exports_load_with_the_trained_logit_scale(tiny):
     ({"--dataset": "sst3"}, "Unknown dataset 'sst3': not one of ['ag_news', 'hatexplain', 'imdb', 'sst2']"),
     ({"--split": "train"}, "split 'train' of dataset"),
     ({"--split": "test"}, "has no examples with a non-empty text and a label (empty split)"),
-    ({"--metrics": "comprehensiveness,aopc"}, "unknown metrics ['aopc']"),
+    ({"--metrics": "comprehensiveness,aopc"}, "argument --metrics: unknown metrics ['aopc']"),
+    ({"--metrics": ","}, "argument --metrics: no metrics given; choose from comprehensiveness, sufficiency, seqpg"),
+    ({"--fractions": "0,1.5,-2"}, "argument --fractions: erasure fractions must be in (0, 1] (shares of an "
+                                  "example's content tokens), got 0.0, 1.5, -2.0"),
+    ({"--max-examples": "-1"}, "argument --max-examples: must be at least 1, got -1"),
+    ({"--seqpg-segments": "0"}, "argument --seqpg-segments: must be at least 2, got 0"),
+    ({"--seqpg-confidence": "1.5"}, "argument --seqpg-confidence: must be in [0, 1), got 1.5"),
+    ({"--bootstrap-resamples": "0"}, "argument --bootstrap-resamples: must be at least 1, got 0"),
+    ({"--batch-size": "0"}, "argument --batch-size: must be at least 1, got 0"),
+    ({"--text-column": "sentence"}, "Column 'sentence' not found in split 'validation'; columns present: "),
+    ({"--rationale-column": "evidence"}, "--rationale-column 'evidence' is not a column of "),
     ({"--bcos": "CONVENTIONAL"}, "holds a conventional model"),
+    ({"--out": "FILE/out"}, "FILE/out: cannot write there (Not a directory); choose a writable folder"),
 ])
 def test_bad_inputs_fail_with_a_clear_error(tiny, tmp_path, capsys, change, message):
+    (tmp_path / "FILE").write_text("")
     options = {"--bcos": str(tiny["bcos"]), "--conventional": str(tiny["conventional"]),
-               "--dataset": str(tiny["data"]), "--split": "validation", "--methods": "bcos"}
-    options.update({key: str(tiny["conventional"]) if value == "CONVENTIONAL" else value
-                    for key, value in change.items()})
+               "--dataset": str(tiny["data"]), "--split": "validation", "--methods": "bcos", "--out": str(tmp_path)}
+    replace = {"CONVENTIONAL": str(tiny["conventional"]), "FILE/out": str(tmp_path / "FILE" / "out")}
+    options.update({key: replace.get(value, value) for key, value in change.items()})
     with pytest.raises(SystemExit) as exit_info:
-        main([item for pair in options.items() for item in pair] + ["--out", str(tmp_path)])
+        main([item for pair in options.items() for item in pair])
     assert exit_info.value.code == 2
-    assert message in capsys.readouterr().err
+    error = capsys.readouterr().err
+    assert "python -m bcos.evaluate: error: " in error and message.replace("FILE", str(tmp_path / "FILE")) in error
     assert not (tmp_path / "results.json").exists()
+
+
+@pytest.mark.parametrize("labels, message", [
+    ([0, 1, 5, 0, 1, 7], "2 label(s) in column 'label' are not class ids 0..1 of the 2-class --bcos model (row 3: 5, "
+                         "row 6: 7); fix the labels or evaluate a model with the data's classes"),
+    ([0, 1.9, 1], "must hold integer class ids, found Value('float64') (row 2: 1.9)"),
+    ([True, False], "must hold integer class ids, found Value('bool') (row 1: True)"),
+])
+def test_labels_that_are_not_class_ids_are_refused_naming_file_and_row(tiny, tmp_path, capsys, monkeypatch, labels,
+                                                                       message):
+    """Labels outside the model's classes (or not integers) are not counted in any score: the command refuses them
+    before explaining anything."""
+    monkeypatch.setattr("bcos.cli.evaluate.evaluate", lambda *args: pytest.fail("the evaluation ran"))
+    file = tmp_path / "validation.jsonl"
+    file.write_text("".join(json.dumps({"text": f"a good film {i}", "label": label}) + "\n"
+                            for i, label in enumerate(labels)))
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--bcos", str(tiny["bcos"]), "--dataset", str(file), "--out", str(tmp_path / "out")])
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1] == f"python -m bcos.evaluate: error: {file}: " + (
+        message if message.startswith("2 label") else f"Label column 'label' in split 'validation' {message}")
+
+
+def test_unwritable_outputs_fail_before_loading_a_model(tiny, tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr("bcos.cli.evaluate.load", lambda *args, **kwargs: pytest.fail("a model was loaded"))
+    (tmp_path / "out" / "results.md").mkdir(parents=True)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--bcos", str(tiny["bcos"]), "--dataset", str(tiny["data"]), "--out", str(tmp_path / "out")])
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        f"python -m bcos.evaluate: error: --out {tmp_path / 'out'}: {tmp_path / 'out' / 'results.md'} exists and "
+        "cannot be overwritten (a folder or read-only); remove it or choose another folder")
+
+
+def test_a_late_write_failure_keeps_the_results_in_a_reported_folder(tiny, tmp_path, capsys, monkeypatch):
+    import bcos.cli.evaluate as command
+
+    written = []
+
+    def fail_first(out, table, summary):
+        written.append(Path(out))
+        if len(written) == 1:
+            raise OSError(28, "No space left on device")
+        return command.write_report.__wrapped__(out, table, summary)
+
+    fail_first.__wrapped__ = command.write_report
+    monkeypatch.setattr(command, "write_report", fail_first)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--bcos", str(tiny["bcos"]), "--dataset", str(tiny["data"]), "--metrics", "comprehensiveness",
+              "--out", str(tmp_path / "out")])
+    assert exit_info.value.code == 1
+    rescue = written[1]
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        f"python -m bcos.evaluate: error: writing the results into {tmp_path / 'out'} failed ([Errno 28] No space "
+        f"left on device); they are in {rescue}")
+    saved = json.loads((rescue / "results.json").read_text())
+    (row,) = saved["results"]
+    assert row["method"] == "bcos" and len(row["per_example"]["comprehensiveness"]) == 12
+
+
+def test_max_examples_draws_a_seeded_sample_stratified_by_label(tiny, tmp_path):
+    """A class-sorted file: the first N rows would all be of one class (and leave the pointing game without
+    pairs); the sample has both classes in proportion, in file order, reproducibly with its seed."""
+    from bcos.data import read_split
+    from bcos.data.splits import stratified_sample
+
+    labels = np.array([0] * 6 + [1] * 3 + [2])
+    chosen = stratified_sample(labels, 5, seed=0)
+    # shares 3, 1.5, 0.5: floors 3, 1, 0, the class without a row gets one
+    assert np.bincount(labels[chosen]).tolist() == [3, 1, 1] and chosen.tolist() == sorted(set(chosen.tolist()))
+    rng = np.random.default_rng(0)  # the documented draw: per class in label order, a permutation of its rows
+    expected = [np.flatnonzero(labels == label)[rng.permutation(count)[:take]]
+                for label, count, take in ((0, 6, 3), (1, 3, 1), (2, 1, 1))]
+    assert chosen.tolist() == sorted(np.concatenate(expected).tolist())
+    rows = [json.loads(line) for line in (tiny["data"] / "validation.jsonl").read_text().splitlines()]
+    rows.sort(key=lambda row: row["label"])
+    (tmp_path / "sorted").mkdir()
+    (tmp_path / "sorted" / "validation.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    split = read_split(str(tmp_path / "sorted"), "validation", max_examples=6, seed=3)
+    assert split.sampling["per_class"] == {0: 3, 1: 3} and split.sampling["seed"] == 3
+    assert split.rows["source_row"] == sorted(split.rows["source_row"])
+    assert split.rows["source_row"] == read_split(str(tmp_path / "sorted"), "validation", 6, seed=3).rows["source_row"]
+    assert {tuple(read_split(str(tmp_path / "sorted"), "validation", 6, seed=s).rows["source_row"])
+            for s in range(5)} != {tuple(split.rows["source_row"])}
+    result = main(["--bcos", str(tiny["bcos"]), "--dataset", str(tmp_path / "sorted"), "--max-examples", "6",
+                   "--seed", "3", "--metrics", "seqpg", "--seqpg-segment-length", "3", "--out", str(tmp_path / "out")])
+    assert result["sampling"]["per_class"] == {0: 3, 1: 3} and result["results"][0]["n_seqpg_instances"] == 3
+    assert result["example_rows"] == [row + 1 for row in split.rows["source_row"]]
+    assert "stratified by label (seed 3): class 0: 3, class 1: 3." in Path(result["files"]["md"]).read_text()
+
+
+def test_column_options_and_plausibility_coverage(tiny, tmp_path):
+    """Columns named as in training's data options; a null rationale and a rationale truncated away each leave
+    their example out of plausibility with a warning giving the count, the rest is scored (n in the table)."""
+    rows = [json.loads(line) for line in (tiny["data"] / "validation.jsonl").read_text().splitlines()]
+    rows[2]["rationale"] = None
+    rows[5]["rationale"] = [0, 0, 0, 1]  # the 4th word: cut at 5 tokens ([CLS] a <word> film [SEP])
+    (tmp_path / "standard").mkdir()
+    (tmp_path / "standard" / "validation.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    (tmp_path / "renamed").mkdir()
+    (tmp_path / "renamed" / "validation.jsonl").write_text("".join(json.dumps(
+        {"sentence": row["text"], "target": row["label"], "evidence": row["rationale"]}) + "\n" for row in rows))
+    common = ["--bcos", str(tiny["bcos"]), "--metrics", "plausibility", "--max-length", "5"]
+    with pytest.warns(UserWarning) as warned:
+        renamed = main([*common, "--dataset", str(tmp_path / "renamed"), "--text-column", "sentence",
+                        "--label-column", "target", "--rationale-column", "evidence", "--out", str(tmp_path / "a")])
+    messages = [str(w.message) for w in warned]
+    assert (f"1 of the 12 rows of {tmp_path / 'renamed' / 'validation.jsonl'} have no rationale (null in column "
+            "'evidence'): plausibility leaves them out and scores the others") in messages
+    assert ("1 of the examples with a rationale lost every rationale word to truncation at --max-length 5 (bcos "
+            "model's tokenizer): plausibility is scored on the other 10") in messages
+    standard = main([*common, "--dataset", str(tmp_path / "standard"), "--out", str(tmp_path / "b")])
+    (row,), (reference,) = renamed["results"], standard["results"]
+    assert row["n_plausibility"] == 10 and row["plausibility_auprc"] == reference["plausibility_auprc"]
+    for name, values in reference["per_example"].items():
+        np.testing.assert_array_equal(row["per_example"][name], values)
+    assert sum(value is not None and not math.isnan(value) for value in row["per_example"]["plausibility_auprc"]) == 10
+    coverage = renamed["metric_settings_by_run"]["bcos (bcos)"]["plausibility"]["coverage"]
+    assert coverage == {"examples": 12, "no_rationale": 1, "no_gold_words": 0, "truncated_away": 1, "scored": 10}
+    assert " | plausibility n |" in Path(renamed["files"]["md"]).read_text()
 
 
 def test_the_command_does_not_import_lightning():

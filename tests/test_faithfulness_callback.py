@@ -25,7 +25,7 @@ from test_training import make_tiny_model, write_tiny_data
 
 REPO = Path(__file__).resolve().parents[1]
 METHODS = ["bcos", "integrated_gradients", "kernel_shap", "lime"]
-METRICS = ["comprehensiveness", "sufficiency", "seqpg"]
+METRICS = ["comprehensiveness", "sufficiency", "seqpg", "entropy", "special_token_share"]
 CALLBACK = {
     "methods": METHODS,
     "method_params": {"integrated_gradients": {"n_steps": 4}, "kernel_shap": {"n_samples": 12},
@@ -118,6 +118,15 @@ def test_fit_logs_every_configured_scalar_layout_and_heatmaps(fitted):
               for category in layout.category}
     assert charts["faithfulness"] == {metric: [f"^faithfulness/{metric}/"] for metric in METRICS}
     assert charts["explain_time"] == {"seconds per example": ["^explain_time/"]}
+    assert charts["predictions"] == {f"class {k}": [f"^predictions/class_{k}/"] for k in range(2)}
+    # the predicted-class shares of the model and the reference, and the probe's label shares (labels 0, 1, 0, 1)
+    rates = {name: [[event.value for event in logged.Scalars(f"predictions/class_{k}/{name}")] for k in range(2)]
+             for name in ("predicted", "predicted@reference", "labelled")}
+    assert rates["labelled"] == [[0.5, 0.5], [0.5, 0.5]]
+    for name in ("predicted", "predicted@reference"):
+        assert all(share in (0.0, 0.25, 0.5, 0.75, 1.0) for shares in rates[name] for share in shares)
+        assert [a + b for a, b in zip(*rates[name])] == [1.0, 1.0]
+    assert rates["predicted@reference"][0][0] == rates["predicted@reference"][0][1]  # computed once
     assert {"heatmaps/example_0", "heatmaps/example_1"} <= set(tags["images"])
     assert len(logged.Images("heatmaps/example_0")) == 2
 

@@ -148,6 +148,41 @@ def test_cli_usage_errors_come_before_loading_models(two_suites, tmp_path, monke
         assert capsys.readouterr().err.strip().splitlines()[-1] == f"python -m bcos.evaluate.lm: error: {message}"
 
 
+def test_empty_suites_and_unwritable_out_fail_before_loading_models(two_suites, tmp_path, monkeypatch, capsys):
+    def no_loading(path, **kwargs):
+        raise AssertionError("a model was loaded before the arguments were checked")
+
+    monkeypatch.setattr("bcos.cli.evaluate_lm.load", no_loading)
+    (two_suites / "blimp" / "a.jsonl").write_text("\n")
+    (tmp_path / "file").write_text("")
+    for extra, message in (
+            (["--subsets", "a", "--out", str(tmp_path / "out")],
+             f"no minimal pairs in {two_suites / 'blimp' / 'a.jsonl'} (empty file); give suites with rows"),
+            (["--subsets", "b", "--out", str(tmp_path / "file" / "out")],
+             f"--out {tmp_path / 'file' / 'out'}: cannot write there (Not a directory); choose a writable folder"),
+    ):
+        with pytest.raises(SystemExit) as exit_:
+            evaluate_lm(["--conventional", "m", "--suites", "blimp", *extra])
+        assert exit_.value.code == 2
+        assert capsys.readouterr().err.strip().splitlines()[-1] == f"python -m bcos.evaluate.lm: error: {message}"
+
+
+def test_suites_without_an_evaluable_row_are_an_error(two_suites, tokenizer, tmp_path, monkeypatch, capsys):
+    """Every row skipped (here: no evidence) exits 2 with the skip counts instead of writing an empty report."""
+    (two_suites / "blimp" / "b.jsonl").write_text(
+        json.dumps({"prefix": "a b", "target": "c", "foil": "d", "evidence": None}) + "\n")
+    monkeypatch.setattr("bcos.cli.evaluate_lm.load", lambda path, **kwargs: SimpleNamespace(
+        model=torch.nn.Identity(), tokenizer=tokenizer, is_bcos=False))
+    with pytest.raises(SystemExit) as exit_:
+        evaluate_lm(["--conventional", "m", "--suites", "blimp", "--subsets", "b", "--out", str(tmp_path / "out"),
+                     "--no-progress"])
+    assert exit_.value.code == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        f"python -m bcos.evaluate.lm: error: no row of {two_suites / 'blimp' / 'b.jsonl'} could be evaluated (rows "
+        "skipped: {'no_evidence': 1, 'evidence_is_whole_prefix': 0, 'same_first_token': 0})")
+    assert not (tmp_path / "out" / "results.json").exists()
+
+
 def test_cli_subsets_and_method_params_reach_the_evaluation(two_suites, tmp_path, monkeypatch):
     seen = {}
 

@@ -5,30 +5,62 @@
 
 B-cos explains the B-cos model, the post-hoc methods explain the conventional model (and, with
 ``--posthoc-on-bcos``, the B-cos model too). Models are anything :func:`bcos.load` reads (a run's ``hf_export/``,
-a hub id, a Lightning ``.ckpt``). Writes ``results.md``, ``results.csv`` and ``results.json`` into ``--out``.
+a hub id, a Lightning ``.ckpt``). Writes ``results.json``, ``results.md`` and ``results.csv`` into ``--out``
+(checked to be writable before any work): every score with its bootstrap confidence interval, the paired interval
+of B-cos minus each post-hoc method, the per-example scores (JSON), the explanation entropy, the special-token
+share and the predicted-class rates. ``--max-examples N`` draws N rows stratified by label with ``--seed``.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import tempfile
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 from tqdm.auto import tqdm
 
-from ..data import Split, read_split, tokenize_split
-from ..evaluate.core import METRICS, MetricSettings, accuracy, score_method, seqpg_instances
-from ..evaluate.report import write_report
+from ..data import Columns, Split, read_split, tokenize_split
+from ..evaluate.core import (METRICS, MethodResult, MetricSettings, check_fractions, check_metrics, predictions,
+                             score_method, seqpg_instances)
+from ..evaluate.intervals import Bootstrap, paired_differences, score_intervals
+from ..evaluate.report import DIFFERENCE, FILES, write_report
 from ..explain import EXPLAINERS, explainer_for
 from ..handle import Model
 from ..loader import load
 from ..metrics import DEFAULT_FRACTIONS
 from .common import (add_comparison_models, add_device, add_max_examples, add_max_length, max_length_for, names,
                      new_parser, provenance)
+from .outputs import writable_folder
 
 PROG = "python -m bcos.evaluate"
 POSTHOC = tuple(name for name in EXPLAINERS if name != "bcos")
+
+
+def _checked(convert: Callable[[str], Any], check: Callable[[Any], Any]) -> Callable[[str], Any]:
+    """An argparse type: ``convert`` the text, then ``check`` it (returns the value, raises ValueError)."""
+    def parse(text: str) -> Any:
+        try:
+            value = convert(text)
+            checked = check(value)
+        except ValueError as error:
+            raise argparse.ArgumentTypeError(str(error)) from error
+        return value if checked is None else checked
+    return parse
+
+
+def _at_least(minimum: int) -> Callable[[str], int]:
+    def check(value: int) -> None:
+        if value < minimum:
+            raise ValueError(f"must be at least {minimum}, got {value}")
+    return _checked(int, check)
+
+
+def _unit_interval(value: float) -> None:
+    if not 0 <= value < 1:
+        raise ValueError(f"must be in [0, 1), got {value}")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -38,29 +70,40 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--dataset", default="sst2", help="sst2, imdb, ag_news, hatexplain ($BCOS_DATA_DIR/<name>/, else "
                    "the Hub), a folder of <split>.jsonl/.csv files, or one such file (used as the split)")
     p.add_argument("--split", default="validation")
+    columns = Columns()
+    p.add_argument("--text-column", default=columns.text, help="column holding the text")
+    p.add_argument("--label-column", default=columns.label, help="column holding the integer class id")
+    p.add_argument("--rationale-column", default=None,
+                   help=f"column of per-word 0/1 rationales (whitespace words), for plausibility; rows with null "
+                   f"are left out of it (default: {columns.rationale!r} where the data has it; '' to ignore)")
     p.add_argument("--methods", type=names, default=None,
                    help=f"comma-separated, of: {', '.join(EXPLAINERS)} (default: bcos with --bcos, every post-hoc "
                    "method with --conventional)")
     p.add_argument("--method-params", type=json.loads, default={},
                    help='JSON of explainer parameters by method, e.g. \'{"integrated_gradients": {"n_steps": 20}}\'')
     p.add_argument("--posthoc-on-bcos", action="store_true", help="also explain the B-cos model with post-hoc methods")
-    p.add_argument("--metrics", type=names, default=list(METRICS),
+    p.add_argument("--metrics", type=_checked(names, check_metrics), default=list(METRICS),
                    help="comma-separated; plausibility applies to data with rationales (hatexplain)")
-    add_max_examples(p, "the first N usable examples of the split")
+    add_max_examples(p, "a sample of N usable rows, stratified by label and drawn with --seed (kept in file order)")
     add_max_length(p)
-    p.add_argument("--fractions", type=lambda text: [float(f) for f in names(text)], default=list(DEFAULT_FRACTIONS))
-    p.add_argument("--seqpg-segment-length", type=int, default=10)
-    p.add_argument("--seqpg-segments", type=int, default=2)
-    p.add_argument("--seqpg-confidence", type=float, default=0.5)
-    p.add_argument("--seqpg-instances", type=int, default=None, help="at most this many pointing-game instances")
-    p.add_argument("--seed", type=int, default=0, help="seed of the pointing-game pairing")
-    p.add_argument("--batch-size", type=int, default=16, help="examples per explainer call")
+    p.add_argument("--fractions", type=_checked(lambda text: [float(f) for f in names(text)], check_fractions),
+                   default=list(DEFAULT_FRACTIONS), help="erasure fractions of Comp and Suff, each in (0, 1]")
+    p.add_argument("--seqpg-segment-length", type=_at_least(1), default=10)
+    p.add_argument("--seqpg-segments", type=_at_least(2), default=2)
+    p.add_argument("--seqpg-confidence", type=_checked(float, _unit_interval), default=0.5)
+    p.add_argument("--seqpg-instances", type=_at_least(1), default=None, help="at most this many pointing-game "
+                   "instances")
+    p.add_argument("--seed", type=int, default=0,
+                   help="seed of the --max-examples sample, the pointing-game pairing and the bootstrap")
+    p.add_argument("--bootstrap-resamples", type=_at_least(1), default=2000,
+                   help="resamples of the 95 %% bootstrap confidence intervals")
+    p.add_argument("--batch-size", type=_at_least(1), default=16, help="examples per explainer call")
     p.add_argument("--bcos-logit-scale", type=float, default=None,
                    help="inverse temperature of the B-cos model's probabilities (default: the one it was trained "
                    "with, from the .ckpt or the export's config.logit_scale)")
     p.add_argument("--conventional-logit-scale", type=float, default=None)
     add_device(p)
-    p.add_argument("--out", required=True, help="output folder (results.md, results.csv, results.json)")
+    p.add_argument("--out", required=True, help="output folder (results.json, results.md, results.csv)")
     return p
 
 
@@ -74,9 +117,6 @@ def plan(args: argparse.Namespace) -> list[tuple[str, str]]:
     unknown = sorted(set(args.method_params) - set(EXPLAINERS))
     if unknown:
         raise ValueError(f"--method-params names unknown methods {unknown}; known methods: {', '.join(EXPLAINERS)}")
-    unknown = sorted(set(args.metrics) - set(METRICS))
-    if unknown:
-        raise ValueError(f"unknown metrics {unknown}; known metrics: {', '.join(METRICS)}")
     posthoc_roles = [role for role, given in (("conventional", args.conventional),
                                               ("bcos", args.bcos and args.posthoc_on_bcos)) if given]
     methods = args.methods or ([name for name in EXPLAINERS if name != "bcos" or args.bcos]
@@ -114,34 +154,91 @@ def _explainer_settings(explainer) -> dict[str, Any]:
             if isinstance(value, (bool, int, float, str, tuple, type(None)))}
 
 
+def read_data(args: argparse.Namespace) -> Split:
+    """The split ``--dataset``/``--split`` in ``--*-column``, sampled to ``--max-examples`` with ``--seed``; warns
+    about rows without a rationale. Raises ValueError for an explicit ``--rationale-column`` the data lacks."""
+    rationale = Columns().rationale if args.rationale_column is None else args.rationale_column or None
+    split = read_split(args.dataset, args.split, args.max_examples,
+                       Columns(args.text_column, args.label_column, rationale), args.seed)
+    present = split.rows.column_names
+    if args.rationale_column and args.rationale_column not in present:
+        raise ValueError(f"--rationale-column {args.rationale_column!r} is not a column of {split.source}; columns: "
+                         f"{', '.join(name for name in present if name != 'source_row')}")
+    if rationale in present:
+        missing = split.rows[rationale].count(None)
+        if missing:
+            warnings.warn(f"{missing} of the {len(split.rows)} rows of {split.source} have no rationale (null in "
+                          f"column {rationale!r}): plausibility leaves them out and scores the others")
+    return split
+
+
+def _row(method: str, role: str, result: MethodResult, intervals: dict, differences: dict) -> dict[str, Any]:
+    """A table row: the scores with their intervals, the paired differences, counts and per-example values."""
+    row = {"method": method, "model": role, **result.scores}
+    for name, interval in intervals.items():
+        row[f"{name}_low"], row[f"{name}_high"] = interval.low, interval.high
+    for name, interval in differences.items():
+        row.update({f"{DIFFERENCE}{name}": interval.mean, f"{DIFFERENCE}{name}_low": interval.low,
+                    f"{DIFFERENCE}{name}_high": interval.high})
+    row["seconds_per_example"], row["n_seqpg_instances"] = result.seconds_per_example, result.n_seqpg_instances
+    if "plausibility" in result.settings:
+        row["n_plausibility"] = result.settings["plausibility"]["n_examples"]
+    return row
+
+
+def _warn_truncated_rationales(role: str, result: MethodResult, max_length: int) -> None:
+    coverage = result.settings.get("plausibility", {}).get("coverage")
+    if coverage and coverage["truncated_away"]:
+        warnings.warn(f"{coverage['truncated_away']} of the examples with a rationale lost every rationale word to "
+                      f"truncation at --max-length {max_length} ({role} model's tokenizer): plausibility is scored on "
+                      f"the other {coverage['scored']}")
+
+
 def evaluate(args: argparse.Namespace, runs: list[tuple[str, str]], models: dict[str, Model], split: Split,
              argv: Sequence[str] | None = None) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Score every ``(method, role)`` of ``runs`` on the rows of ``split``; returns the table rows and the settings
     summary."""
-    settings = MetricSettings(args.metrics, args.fractions, args.seqpg_segment_length, args.seqpg_segments,
-                              args.seqpg_confidence, args.seqpg_instances, args.seed, args.batch_size)
+    settings = metric_settings(args)
+    bootstrap = Bootstrap(args.bootstrap_resamples, args.seed)
     max_lengths = {role: max_length_for(args.max_length, model) for role, model in models.items()}
     examples = {role: tokenize_split(split, model.tokenizer, max_lengths[role]).to(args.device)
                 for role, model in models.items()}
     n_examples = len(split.rows)
-    accuracies = {role: accuracy(model, examples[role]) for role, model in models.items()}
-    instances = {role: seqpg_instances(model, examples[role], settings) if "seqpg" in args.metrics else None
+    predicted = {role: predictions(model, examples[role]) for role, model in models.items()}
+    instances = {role: seqpg_instances(model, examples[role], settings) if "seqpg" in settings.metrics else None
                  for role, model in models.items()}
-    table, details, explainers = [], {}, {}
+    results, details, explainers = {}, {}, {}
     for method, role in runs:
         classifier = models[role]
         explainer = explainer_for(classifier, method, args.method_params.get(method))
         with tqdm(total=n_examples, desc=f"{method} ({role})", unit="ex") as bar:
-            result = score_method(classifier, explainer, examples[role], instances[role], settings, bar.update)
-        table.append({"method": method, "model": role, **result.scores,
-                      "seconds_per_example": result.seconds_per_example, "model_accuracy": accuracies[role],
-                      "n_examples": n_examples, "n_seqpg_instances": result.n_seqpg_instances})
-        details[f"{method} ({role})"] = result.settings
+            results[method, role] = score_method(classifier, explainer, examples[role], instances[role], settings,
+                                                 bar.update)
+        details[f"{method} ({role})"] = results[method, role].settings
         explainers[f"{method} ({role})"] = _explainer_settings(explainer)
+    for role in models:
+        first = next((result for (method, run_role), result in results.items() if run_role == role), None)
+        if first is not None:
+            _warn_truncated_rationales(role, first, max_lengths[role])
+    reference = results.get(("bcos", "bcos"))
+    table = []
+    for (method, role), result in results.items():
+        differences = ({} if method == "bcos" or reference is None else
+                       paired_differences(reference, result, bootstrap, same_instances=role == "bcos"))
+        rates = predicted[role].rates()
+        table.append({**_row(method, role, result, score_intervals(result, bootstrap), differences),
+                      "model_accuracy": predicted[role].accuracy, "n_examples": n_examples,
+                      **{f"predicted_rate_{k}": rate for k, rate in enumerate(rates["predicted"])},
+                      **{f"label_rate_{k}": rate for k, rate in enumerate(rates["labelled"])},
+                      "per_example": {name: values.tolist() for name, values in result.per_example.items()},
+                      "per_instance": {name: values.tolist() for name, values in result.per_instance.items()}})
     summary = {
         "dataset": args.dataset, "split": args.split, "n_examples": n_examples, "data_source": split.source,
-        "skipped_rows": split.skipped,
-        "models": {role: {"path": model.source, "accuracy": accuracies[role], "logit_scale": model.logit_scale,
+        "skipped_rows": split.skipped, "sampling": split.sampling,
+        "example_rows": [row + 1 for row in split.rows["source_row"]],
+        "uncertainty": {**bootstrap.describe(), "paired_reference": "bcos (bcos)" if reference is not None else None},
+        "models": {role: {"path": model.source, "accuracy": predicted[role].accuracy,
+                          "prediction_rates": predicted[role].rates(), "logit_scale": model.logit_scale,
                           "link_function": model.link, "max_length": max_lengths[role],
                           "architecture": type(model.model).__name__, "bcos": getattr(model.model.config, "bcos", None)}
                    for role, model in models.items()},
@@ -152,18 +249,36 @@ def evaluate(args: argparse.Namespace, runs: list[tuple[str, str]], models: dict
     return table, summary
 
 
+def metric_settings(args: argparse.Namespace) -> MetricSettings:
+    """The metric settings of the options (checked: ValueError)."""
+    return MetricSettings(args.metrics, args.fractions, args.seqpg_segment_length, args.seqpg_segments,
+                          args.seqpg_confidence, args.seqpg_instances, args.seed, args.batch_size)
+
+
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     """Run the command on ``argv`` (default: the command line); returns the written summary with ``results`` and
-    ``files``. Bad inputs exit with a usage error (status 2) that says what is wrong."""
+    ``files``. Bad inputs exit with a usage error (status 2) that says what is wrong, before any computation
+    (``--out`` is checked to be writable first). Should writing fail all the same, the results go to a
+    temporary folder named in the error (exit status 1)."""
     p = parser()
     args = p.parse_args(argv)
     try:
         runs = plan(args)
-        split = read_split(args.dataset, args.split, args.max_examples)
+        metric_settings(args)
+        out = writable_folder(args.out, FILES.values(), "--out")
+        split = read_data(args)
         models = load_models(args)
+        for role, model in models.items():
+            classes = model.model.config.num_labels
+            split.check_labels(classes, f"the {classes}-class --{role} model")
     except (ValueError, FileNotFoundError) as error:
         p.error(str(error))
     table, summary = evaluate(args, runs, models, split, argv)
-    files = write_report(args.out, table, summary)
+    try:
+        files = write_report(out, table, summary)
+    except OSError as error:
+        rescue = Path(tempfile.mkdtemp(prefix="bcos-evaluate-"))
+        write_report(rescue, table, summary)
+        p.exit(1, f"{PROG}: error: writing the results into {out} failed ({error}); they are in {rescue}\n")
     print(files["md"].read_text(encoding="utf-8"))
     return {**summary, "results": table, "files": {kind: str(path) for kind, path in files.items()}}

@@ -7,8 +7,9 @@ minimal pairs.
 Competence (target-over-foil accuracy, probability gap) of each model, and the evidence alignment of each
 method's contrastive explanation: B-cos explains the B-cos model, the post-hoc methods the conventional model (and
 the B-cos model too with ``--posthoc-on-bcos``). The conventional decoder may be of any family transformers loads.
-Writes ``results.md`` and ``results.json`` into ``--out``. ``--original`` and ``--max-rows`` are deprecated names
-of ``--conventional`` and ``--max-examples``.
+Writes ``results.md`` and ``results.json`` into ``--out`` (checked to be writable before any work); an empty
+suite file, or suites none of whose rows can be evaluated, is an error. ``--original`` and ``--max-rows`` are
+deprecated names of ``--conventional`` and ``--max-examples``.
 """
 from __future__ import annotations
 
@@ -16,12 +17,13 @@ import argparse
 import json
 from collections.abc import Sequence
 
-from ..evaluate.lm.pairs import select_files
+from ..evaluate.lm.pairs import SKIP_REASONS, read_pairs, select_files
 from ..evaluate.lm.report import write_report
 from ..evaluate.lm.run import evaluate_pairs
 from ..explain.registry import EXPLAINERS
 from ..loader import load
 from .common import add_comparison_models, add_device, add_max_examples, names, new_parser, provenance
+from .outputs import writable_folder
 
 PROG = "python -m bcos.evaluate.lm"
 
@@ -60,6 +62,10 @@ def main(argv: Sequence[str] | None = None) -> dict:
     try:
         check(args)
         files = select_files(args.suites, args.subsets)
+        empty = [str(file) for file in files.values() if not read_pairs(file, 1)]
+        if empty:
+            raise ValueError(f"no minimal pairs in {', '.join(empty)} (empty file); give suites with rows")
+        out = writable_folder(args.out, ("results.md", "results.json"), "--out")
         models = {role: load(path, kind="causal-lm") for role, path in (("conventional", args.conventional),
                                                                         ("bcos", args.bcos)) if path}
         if "bcos" in models and not models["bcos"].is_bcos:
@@ -70,11 +76,15 @@ def main(argv: Sequence[str] | None = None) -> dict:
         lm.model.to(args.device)
     results = evaluate_pairs(models, files, args.methods, args.method_params, args.max_examples, args.posthoc_on_bcos,
                              args.batch_size, progress=not args.no_progress)
+    if not any(row["n_pairs"] for row in results["skipped"]):
+        reasons = {reason: sum(row.get(reason, 0) for row in results["skipped"] if row["subset"] != "all")
+                   for reason in SKIP_REASONS}
+        p.error(f"no row of {', '.join(map(str, files.values()))} could be evaluated (rows skipped: {reasons})")
     results["settings"] = {**vars(args),
                            "logit_scales": {name: lm.logit_scale for name, lm in models.items()},
                            "files": {f"{suite}/{subset}": str(file) for (suite, subset), file in files.items()},
                            **provenance(PROG, argv)}
-    paths = write_report(args.out, results)
+    paths = write_report(out, results)
     print(f"wrote {paths['md']} and {paths['json']}")
     return results
 

@@ -4,8 +4,10 @@ and ``python -m bcos.evaluate`` score the same token ids."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import datasets
+import numpy as np
 
 from .batches import Examples, PadCollator, padding_id
 from .processing import SOURCE_ROW, PrepareConfig, check_columns, drop_empty_texts, drop_unlabelled, tokenize
@@ -26,23 +28,42 @@ class Split:
     """The usable rows of one split.
 
     Attributes:
-        rows: the rows (``source_row``: the row number in the split's source), at most ``max_examples``.
+        rows: the rows (``source_row``: the row number in the split's source, from 0), in file order; all usable
+            rows, or the stratified sample ``sampling`` describes.
         source: where they came from (a file path, or the Hub id).
-        skipped: rows left out before the last one kept: ``empty_texts`` and ``unlabelled`` (label < 0).
+        skipped: rows of the split left out: ``empty_texts`` and ``unlabelled`` (label < 0).
+        sampling: None (every usable row), or how ``rows`` were drawn: ``max_examples``, ``seed``, ``strategy``,
+            ``per_class`` (label -> rows drawn) and ``available`` (usable rows before sampling).
     """
 
     rows: datasets.Dataset
     columns: Columns
     source: str
     skipped: dict[str, int]
+    sampling: dict[str, Any] | None = None
+
+    def check_labels(self, num_classes: int, who: str = "the model") -> None:
+        """Raises ValueError naming the source and the first rows whose label is not a class id of a
+        ``num_classes``-class model (rows counted from 1, a CSV's header not counted)."""
+        labels = np.asarray(self.rows[self.columns.label])
+        outside = np.flatnonzero((labels < 0) | (labels >= num_classes))
+        if len(outside):
+            shown = ", ".join(f"row {self.rows[int(i)][SOURCE_ROW] + 1}: {labels[i]}" for i in outside[:5])
+            more = f" and {len(outside) - 5} more" if len(outside) > 5 else ""
+            raise ValueError(f"{self.source}: {len(outside)} label(s) in column {self.columns.label!r} are not class "
+                             f"ids 0..{num_classes - 1} of {who} ({shown}{more}); fix the labels or evaluate a "
+                             f"model with the data's classes")
 
 
-def read_split(dataset: str, split: str, max_examples: int | None = None, columns: Columns = Columns()) -> Split:
-    """The first ``max_examples`` usable rows (non-empty text, label ≥ 0) of ``split`` of ``dataset`` (a named
-    set, a folder of split files, or one file used as that split; see :func:`bcos.data.sources.resolve_source`).
+def read_split(dataset: str, split: str, max_examples: int | None = None, columns: Columns = Columns(),
+               seed: int = 0) -> Split:
+    """The usable rows (non-empty text, label ≥ 0) of ``split`` of ``dataset`` (a named set, a folder of split
+    files, or one file used as that split; see :func:`bcos.data.sources.resolve_source`); with ``max_examples``
+    a sample of that many rows stratified by label (see :func:`stratified_sample`), kept in file order.
 
     Raises:
-        ValueError: an unknown dataset or split, bad columns, or no usable row left (an empty split).
+        ValueError: an unknown dataset or split, bad columns (naming the file), or no usable row left (an empty
+            split).
     """
     try:
         source = resolve_source(dataset, split)
@@ -52,16 +73,49 @@ def read_split(dataset: str, split: str, max_examples: int | None = None, column
     if split not in splits:
         raise ValueError(f"split {split!r} of dataset {dataset!r} not found; available splits: {sorted(splits)}")
     raw = splits[split]
+    where = str(source.files[split]) if isinstance(source, FileSource) else source.spec.hub_id
     check_columns(split, raw, _config(columns, 1), source.location)
-    rows = _usable(raw.add_column(SOURCE_ROW, range(len(raw))), columns)[0]
-    if max_examples is not None:
-        rows = rows.select(range(min(max_examples, len(rows))))
+    rows, empty, unlabelled = _usable(raw.add_column(SOURCE_ROW, range(len(raw))), columns)
     if not len(rows):
         raise ValueError(f"split {split!r} of dataset {dataset!r} has no examples with a non-empty text and a label "
                          "(empty split)")
-    _, empty, unlabelled = _usable(raw.select(range(rows[-1][SOURCE_ROW] + 1)), columns)
-    where = str(source.files[split]) if isinstance(source, FileSource) else source.spec.hub_id
-    return Split(rows, columns, where, {"empty_texts": empty, "unlabelled": unlabelled})
+    sampling = None
+    if max_examples is not None and max_examples < len(rows):
+        labels = np.asarray(rows[columns.label])
+        chosen = stratified_sample(labels, max_examples, seed)
+        sampling = {"max_examples": max_examples, "seed": seed, "strategy": "stratified by label, proportional "
+                    "(largest remainder), rows drawn per class with numpy.random.default_rng(seed), kept in file order",
+                    "available": len(rows),
+                    "per_class": {int(label): int(count) for label, count in
+                                  zip(*np.unique(labels[chosen], return_counts=True))}}
+        rows = rows.select(chosen)
+    return Split(rows, columns, where, {"empty_texts": empty, "unlabelled": unlabelled}, sampling)
+
+
+def stratified_sample(labels: np.ndarray, size: int, seed: int) -> np.ndarray:
+    """Sorted indices of ``size`` of the ``labels [n]`` drawn without replacement, each class getting its
+    proportional share (floors, then the largest remainders; ties to the lower class id), at least one row of every
+    class when ``size`` allows. Rows of a class are drawn by ``numpy.random.default_rng(seed).permutation``, class
+    by class in increasing label order."""
+    classes, counts = np.unique(labels, return_counts=True)
+    if size >= len(labels):
+        return np.arange(len(labels))
+    share = counts * size / len(labels)
+    quota = np.floor(share).astype(int)
+    if size >= len(classes):
+        quota = np.maximum(quota, 1)
+    remainder = share - np.floor(share)
+    for index in sorted(range(len(classes)), key=lambda i: (-remainder[i], i)):
+        if quota.sum() >= size:
+            break
+        if quota[index] < counts[index]:
+            quota[index] += 1
+    while quota.sum() > size:  # the minimum of one per class overshot: take back from the largest quotas
+        quota[int(np.argmax(quota))] -= 1
+    rng = np.random.default_rng(seed)
+    chosen = [np.flatnonzero(labels == label)[rng.permutation(count)[:take]]
+              for label, count, take in zip(classes, counts, quota)]
+    return np.sort(np.concatenate(chosen))
 
 
 def _usable(rows: datasets.Dataset, columns: Columns) -> tuple[datasets.Dataset, int, int]:

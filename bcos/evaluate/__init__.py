@@ -4,7 +4,8 @@ plausibility of every explanation method on a dataset split, as a library and as
     python -m bcos.evaluate --bcos <B-cos model> --conventional <conventional model> --dataset sst2 --out results/
 
 :mod:`.core` scores methods on tokenised examples (:class:`bcos.data.Examples`) of a loaded model (a
-:class:`bcos.Model`; also used by the training callback), :mod:`.report` writes the table; the data come from
+:class:`bcos.Model`; also used by the training callback), :mod:`.intervals` draws the bootstrap confidence
+intervals of the scores and of the differences to B-cos, :mod:`.report` writes the table; the data come from
 :mod:`bcos.data` and the command is :mod:`bcos.cli.evaluate`.
 Importing this package does not import Lightning.
 """
@@ -12,12 +13,14 @@ import warnings
 
 from ..data import Examples
 from ..handle import Model
-from .core import (METRICS, PLAUSIBILITY_SCORES, SCORES, MethodResult, MetricSettings, accuracy,
-                   explain_in_chunks, score_method, seqpg_instances)
+from .core import (METRICS, PER_EXAMPLE_SCORES, PLAUSIBILITY_SCORES, SCORES, MethodResult, MetricSettings, Predictions,
+                   accuracy, explain_in_chunks, predictions, score_method, seqpg_instances)
+from .intervals import Bootstrap, paired_differences, score_intervals
 from .models import load_classifier
 
-__all__ = ["METRICS", "PLAUSIBILITY_SCORES", "SCORES", "Examples", "MethodResult", "MetricSettings", "accuracy",
-           "explain_in_chunks", "load_classifier", "score_method", "seqpg_instances"]
+__all__ = ["METRICS", "PER_EXAMPLE_SCORES", "PLAUSIBILITY_SCORES", "SCORES", "Bootstrap", "Examples", "MethodResult",
+           "MetricSettings", "Predictions", "accuracy", "explain_in_chunks", "load_classifier", "paired_differences",
+           "predictions", "score_intervals", "score_method", "seqpg_instances"]
 
 
 def __getattr__(name: str):

@@ -1,9 +1,10 @@
 """Scoring explanation methods on a set of examples: the shared core of the evaluation command and the
 validation-epoch callback.
 
-Every method explains the model's *predicted* class of each example; comprehensiveness, sufficiency and
-plausibility score those explanations, and the sequence pointing game explains each segment's class on instances
-built once per model (so every method of one model sees the same instances).
+Every method explains the model's *predicted* class of each example; comprehensiveness, sufficiency,
+plausibility, the explanation entropy and the special-token share score those explanations (one value per
+example, kept for confidence intervals), and the sequence pointing game explains each segment's class on
+instances built once per model (so every method of one model sees the same instances; one value per instance).
 """
 from __future__ import annotations
 
@@ -17,36 +18,73 @@ import torch
 from ..data import Examples
 from ..explain import Explainer
 from ..handle import Model
-from ..metrics import (DEFAULT_FRACTIONS, SeqPGInstances, build_seqpg_instances, erasure_metrics, plausibility,
-                       pointing_game, special_affixes)
+from ..metrics import (DEFAULT_FRACTIONS, SeqPGInstances, build_seqpg_instances, erasure_metrics,
+                       normalized_entropy, plausibility, pointing_game, prediction_rates, special_affixes,
+                       special_token_share)
 from ..metrics.erasure import batched_proba
-from ..tokens import tokenizer_special_ids
+from ..metrics.plausibility import nan_mean, rationale_coverage
+from ..tokens import content_mask, tokenizer_special_ids
 
 ERASURE = ("comprehensiveness", "sufficiency")
+#: how an explanation spreads its mass: normalised entropy of |attribution| over content tokens, and the share of
+#: |attribution| on special tokens
+SPARSITY = ("entropy", "special_token_share")
 #: metrics that can be asked for; "plausibility" yields the three ``PLAUSIBILITY_SCORES``
-METRICS = (*ERASURE, "seqpg", "plausibility")
+METRICS = (*ERASURE, "seqpg", "plausibility", *SPARSITY)
 PLAUSIBILITY_SCORES = ("plausibility_auprc", "plausibility_token_f1", "plausibility_iou_f1")
 #: the names of the scores a method gets, in table order
-SCORES = (*ERASURE, "seqpg", *PLAUSIBILITY_SCORES)
+SCORES = (*ERASURE, "seqpg", *PLAUSIBILITY_SCORES, *SPARSITY)
+#: the scores that are means of one value per example (``MethodResult.per_example``); seqpg is a mean over
+#: pointing-game instances (``MethodResult.per_instance``) and IOU F1 the F1 of two means (neither per example)
+PER_EXAMPLE_SCORES = (*ERASURE, "plausibility_auprc", "plausibility_token_f1", *SPARSITY)
 
 Progress = Callable[[int], Any]
 """Called with the number of examples just explained (e.g. ``tqdm.update``)."""
 
 
+def check_metrics(metrics: Sequence[str]) -> list[str]:
+    """``metrics`` as a list; raises ValueError when it is empty or names an unknown metric."""
+    unknown = sorted(set(metrics) - set(METRICS))
+    if unknown:
+        raise ValueError(f"unknown metrics {unknown}; known: {', '.join(METRICS)}")
+    if not metrics:
+        raise ValueError(f"no metrics given; choose from {', '.join(METRICS)}")
+    return list(metrics)
+
+
+def check_fractions(fractions: Sequence[float]) -> list[float]:
+    """``fractions`` as floats; raises ValueError unless there is at least one and each lies in (0, 1]."""
+    values = [float(f) for f in fractions]
+    outside = [f for f in values if not 0 < f <= 1]  # NaN fails too
+    if not values or outside:
+        raise ValueError(f"erasure fractions must be in (0, 1] (shares of an example's content tokens), got "
+                         f"{', '.join(map(str, values)) or 'none'}")
+    return values
+
+
+def check_at_least(name: str, value: int | None, minimum: int, optional: bool = False) -> None:
+    """Raises ValueError unless the integer ``value`` is at least ``minimum`` (or None when ``optional``)."""
+    if value is None and optional:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{name} must be an integer of at least {minimum}, got {value!r}")
+
+
 @dataclass
 class MetricSettings:
-    """How the metrics are computed (recorded with the results).
+    """How the metrics are computed (recorded with the results); checked on creation (ValueError).
 
     Attributes:
-        metrics: subset of :data:`METRICS`; "plausibility" applies only to examples with rationales.
-        fractions: erasure fractions of comprehensiveness and sufficiency.
-        seqpg_segment_length, seqpg_segments, seqpg_confidence, seqpg_instances, seed: pointing-game instances
-            (see :func:`bcos.metrics.build_seqpg_instances`; ``seqpg_instances`` caps their number).
+        metrics: a non-empty subset of :data:`METRICS`; "plausibility" applies only to examples with rationales.
+        fractions: erasure fractions of comprehensiveness and sufficiency, each in (0, 1].
+        seqpg_segment_length (≥ 1), seqpg_segments (≥ 2), seqpg_confidence (in [0, 1)), seqpg_instances, seed:
+            pointing-game instances (see :func:`bcos.metrics.build_seqpg_instances`; ``seqpg_instances`` caps
+            their number).
         explain_batch_size: examples per explainer call.
         metric_batch_size: rows per forward pass of the erasure metrics.
     """
 
-    metrics: Sequence[str] = ("comprehensiveness", "sufficiency", "seqpg", "plausibility")
+    metrics: Sequence[str] = ("comprehensiveness", "sufficiency", "seqpg", "plausibility", *SPARSITY)
     fractions: Sequence[float] = DEFAULT_FRACTIONS
     seqpg_segment_length: int = 10
     seqpg_segments: int = 2
@@ -57,9 +95,14 @@ class MetricSettings:
     metric_batch_size: int = 128
 
     def __post_init__(self) -> None:
-        unknown = sorted(set(self.metrics) - set(METRICS))
-        if unknown:
-            raise ValueError(f"unknown metrics {unknown}; known: {', '.join(METRICS)}")
+        self.metrics = check_metrics(self.metrics)
+        self.fractions = check_fractions(self.fractions)
+        for name, minimum in (("seqpg_segment_length", 1), ("seqpg_segments", 2), ("explain_batch_size", 1),
+                              ("metric_batch_size", 1)):
+            check_at_least(name, getattr(self, name), minimum)
+        check_at_least("seqpg_instances", self.seqpg_instances, 1, optional=True)
+        if not 0 <= self.seqpg_confidence < 1:
+            raise ValueError(f"seqpg_confidence must be in [0, 1), got {self.seqpg_confidence}")
 
 
 @dataclass
@@ -68,11 +111,15 @@ class MethodResult:
 
     Attributes:
         scores: metric name -> value (comprehensiveness and sufficiency as AOPC x 100, seqpg in [0, 1], the
-            plausibility scores); NaN where undefined (no pointing-game instance).
+            plausibility scores, entropy and special-token share in [0, 1]); NaN where undefined (no
+            pointing-game instance; for entropy, every example with fewer than 2 content tokens).
         seconds_per_example: wall time of explaining the examples (not the pointing-game instances), per example.
         attributions: ``[n, seq]`` the explanations of the examples' predicted classes.
         n_seqpg_instances: pointing-game instances scored.
         settings: the conventions of each computed metric, by metric.
+        per_example: ``[n]`` values by score of :data:`PER_EXAMPLE_SCORES` (NaN where a score does not apply to
+            an example); each score is the mean of its finite values.
+        per_instance: ``{"seqpg": [instances]}`` when the pointing game was scored.
     """
 
     scores: dict[str, float]
@@ -80,6 +127,8 @@ class MethodResult:
     attributions: torch.Tensor
     n_seqpg_instances: int = 0
     settings: dict[str, Any] = field(default_factory=dict)
+    per_example: dict[str, torch.Tensor] = field(default_factory=dict)
+    per_instance: dict[str, torch.Tensor] = field(default_factory=dict)
 
 
 def explain_in_chunks(explainer: Explainer, input_ids: torch.Tensor, attention_mask: torch.Tensor,
@@ -126,13 +175,15 @@ def score_method(classifier: Model, explainer: Explainer, examples: Examples, in
                                               settings.explain_batch_size, progress)
     scores: dict[str, float] = {}
     recorded: dict[str, Any] = {}
+    per_example: dict[str, torch.Tensor] = {}
+    per_instance: dict[str, torch.Tensor] = {}
     erasure = [metric for metric in ERASURE if metric in settings.metrics]
     if erasure:
         results = erasure_metrics(classifier.predict_softmax, examples.input_ids, examples.attention_mask, attributions,
                                   metrics=erasure, fractions=settings.fractions,
                                   batch_size=settings.metric_batch_size, **classifier.erasure_settings())
         for metric, result in results.items():
-            scores[metric], recorded[metric] = result.mean, result.settings
+            scores[metric], recorded[metric], per_example[metric] = result.mean, result.settings, result.per_example
     n_instances = 0
     if "seqpg" in settings.metrics:
         scores["seqpg"] = math.nan
@@ -144,14 +195,64 @@ def score_method(classifier: Model, explainer: Explainer, examples: Examples, in
                 instances.labels.flatten().to(instances.input_ids.device), settings.explain_batch_size)
             result = pointing_game(segment_scores.view(n_instances, segments, -1), instances)
             scores["seqpg"], recorded["seqpg"] = result.mean, result.settings
+            per_instance["seqpg"] = result.per_instance
     if "plausibility" in settings.metrics and examples.has_rationales:
         result = plausibility(attributions, examples.word_ids, examples.rationale)
         scores.update(zip(PLAUSIBILITY_SCORES, (result.auprc, result.token_f1, result.iou_f1)))
-        recorded["plausibility"] = {**result.settings, "n_examples": result.n_examples}
-    return MethodResult(scores, seconds / max(len(examples), 1), attributions, n_instances, recorded)
+        per_example.update(plausibility_auprc=result.per_example["auprc"],
+                           plausibility_token_f1=result.per_example["token_f1"])
+        recorded["plausibility"] = {**result.settings, "n_examples": result.n_examples,
+                                    "coverage": rationale_coverage(examples.word_ids, examples.rationale)}
+    sparsity = [metric for metric in SPARSITY if metric in settings.metrics]
+    if sparsity:
+        content = content_mask(examples.input_ids, examples.attention_mask, tokenizer_special_ids(classifier.tokenizer))
+        if "entropy" in sparsity:
+            per_example["entropy"] = normalized_entropy(attributions, content)
+        if "special_token_share" in sparsity:
+            per_example["special_token_share"] = special_token_share(attributions, examples.attention_mask,
+                                                                     examples.attention_mask.bool() & ~content)
+        for metric in sparsity:
+            scores[metric] = nan_mean(per_example[metric].cpu())
+        recorded["sparsity"] = {
+            "entropy": "entropy of |attribution| / sum over the content tokens (real, non-special), divided by "
+                       "log(number of content tokens); undefined (left out) below 2 content tokens or without mass",
+            "special_token_share": "|attribution| on special tokens / |attribution| on all real tokens"}
+    per_example = {name: values.detach().double().cpu() for name, values in per_example.items()}
+    per_instance = {name: values.detach().double().cpu() for name, values in per_instance.items()}
+    return MethodResult(scores, seconds / max(len(examples), 1), attributions, n_instances, recorded, per_example,
+                        per_instance)
+
+
+@dataclass
+class Predictions:
+    """A model's arg-max classes on a set of examples, against the gold labels.
+
+    Attributes:
+        predicted, labels: ``[n]`` class ids.
+        num_classes: the model's number of classes.
+    """
+
+    predicted: torch.Tensor
+    labels: torch.Tensor
+    num_classes: int
+
+    @property
+    def accuracy(self) -> float:
+        """Share of examples whose predicted class is the gold label."""
+        return float((self.predicted == self.labels).double().mean())
+
+    def rates(self) -> dict[str, list[float]]:
+        """Per class, the share of examples predicted as it and the share labelled as it
+        (:func:`bcos.metrics.prediction_rates`)."""
+        return prediction_rates(self.predicted, self.labels, self.num_classes)
+
+
+def predictions(classifier: Model, examples: Examples, batch_size: int = 128) -> Predictions:
+    """The arg-max classes of ``classifier`` on ``examples`` (CPU tensors)."""
+    probabilities = batched_proba(classifier.predict_softmax, examples.input_ids, examples.attention_mask, batch_size)
+    return Predictions(probabilities.argmax(dim=-1).cpu(), examples.labels.cpu(), probabilities.shape[-1])
 
 
 def accuracy(classifier: Model, examples: Examples, batch_size: int = 128) -> float:
     """Share of ``examples`` whose arg-max class is the gold label."""
-    probabilities = batched_proba(classifier.predict_softmax, examples.input_ids, examples.attention_mask, batch_size)
-    return float((probabilities.argmax(dim=-1) == examples.labels.to(probabilities.device)).float().mean())
+    return predictions(classifier, examples, batch_size).accuracy

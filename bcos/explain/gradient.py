@@ -14,6 +14,21 @@ from torch import nn
 from .protocol import Explainer, TokenBaselineExplainer
 
 
+#: the default bound of Integrated Gradients' memory: tokens per forward/backward pass (rows x sequence length)
+MAX_TOKENS_PER_PASS = 4096
+
+
+def ig_passes(n_examples: int, length: int, n_steps: int, max_tokens_per_pass: int) -> tuple[int, int]:
+    """How Integrated Gradients splits its ``n_examples · n_steps`` rows of ``length`` tokens so that one
+    forward/backward pass holds at most ``max_tokens_per_pass`` tokens (at least one row): returns (examples per
+    Captum call, Captum's ``internal_batch_size``). With ``R = max(1, max_tokens_per_pass // length)`` rows per
+    pass, ``min(n_examples, R)`` examples go into a call, each pass taking all of them at
+    ``min(n_steps, R // examples)`` steps (at least one)."""
+    rows = max(1, max_tokens_per_pass // length)
+    examples = min(n_examples, rows)
+    return examples, examples * max(1, min(n_steps, rows // examples))
+
+
 class IntegratedGradientsExplainer(TokenBaselineExplainer):
     """Integrated Gradients (``LayerIntegratedGradients`` on the word embeddings), summed over the hidden dim.
 
@@ -22,25 +37,45 @@ class IntegratedGradientsExplainer(TokenBaselineExplainer):
 
     Args:
         n_steps: integration steps; method: Captum's integration rule ("gausslegendre", "riemann_trapezoid", ...).
-        internal_batch_size: forward/backward chunk size over ``batch * n_steps`` rows (None: all at once).
+        max_tokens_per_pass: bounds the memory: the ``batch · n_steps`` interpolated rows are run in passes of at
+            most this many tokens (see :func:`ig_passes`); lower it when IG runs out of memory. None: no bound.
+        internal_batch_size: Captum's own chunk size over ``batch * n_steps`` rows, used as given (instead of
+            ``max_tokens_per_pass``).
     """
 
     name = "integrated_gradients"
 
     def __init__(self, model: nn.Module, special_token_ids: Iterable[int] = (), *, n_steps: int = 50,
-                 method: str = "gausslegendre", internal_batch_size: int | None = None,
-                 baseline_token_id: int | None = None, causal: bool | None = None) -> None:
+                 method: str = "gausslegendre", max_tokens_per_pass: int | None = MAX_TOKENS_PER_PASS,
+                 internal_batch_size: int | None = None, baseline_token_id: int | None = None,
+                 causal: bool | None = None) -> None:
         super().__init__(model, special_token_ids, baseline_token_id=baseline_token_id, causal=causal)
+        for name, value in (("n_steps", n_steps), ("max_tokens_per_pass", max_tokens_per_pass),
+                            ("internal_batch_size", internal_batch_size)):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+                raise ValueError(f"integrated_gradients: {name} must be a positive integer, got {value!r}")
         self.n_steps = n_steps
         self.method = method
+        self.max_tokens_per_pass = max_tokens_per_pass
         self.internal_batch_size = internal_batch_size
 
     def _scores(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, target: torch.Tensor,
                 foil: torch.Tensor | None) -> torch.Tensor:
+        if self.internal_batch_size is not None or self.max_tokens_per_pass is None:
+            chunk, internal = input_ids.shape[0], self.internal_batch_size
+        else:
+            chunk, internal = ig_passes(input_ids.shape[0], input_ids.shape[1], self.n_steps,
+                                        self.max_tokens_per_pass)
+        return torch.cat([self._integrate(input_ids[rows], attention_mask[rows], target[rows],
+                                          None if foil is None else foil[rows], internal)
+                          for rows in (slice(start, start + chunk) for start in range(0, input_ids.shape[0], chunk))])
+
+    def _integrate(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, target: torch.Tensor,
+                   foil: torch.Tensor | None, internal_batch_size: int | None) -> torch.Tensor:
         reference = self.reference_ids(input_ids, attention_mask)
         attributions = LayerIntegratedGradients(self.logits, self.model.get_input_embeddings()).attribute(
             input_ids, baselines=reference, target=target, additional_forward_args=(attention_mask, foil),
-            n_steps=self.n_steps, method=self.method, internal_batch_size=self.internal_batch_size)
+            n_steps=self.n_steps, method=self.method, internal_batch_size=internal_batch_size)
         return attributions.sum(dim=-1).masked_fill(input_ids == reference, 0.0)
 
 

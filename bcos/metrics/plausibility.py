@@ -25,6 +25,24 @@ def word_scores(scores: torch.Tensor, word_ids: torch.Tensor, n_words: int) -> t
     return summed, counts.scatter_add_(-1, index, valid.long()) > 0
 
 
+def rationale_coverage(word_ids: torch.Tensor, rationales: torch.Tensor) -> dict[str, int]:
+    """How many examples plausibility can score, and why the others are left out.
+
+    Returns counts of ``examples``; ``no_rationale`` (every flag -1: the data has none for the row, e.g. null);
+    ``no_gold_words`` (a rationale without any word flagged); ``truncated_away`` (gold words, none of which kept a
+    token after truncation); ``scored`` (the rest, what :func:`plausibility` averages over).
+    Shapes: ``word_ids [batch, seq]``, ``rationales [batch, words]`` as in :func:`plausibility`.
+    """
+    word_ids, rationales = word_ids.cpu(), rationales.cpu()
+    _, present = word_scores(torch.zeros(word_ids.shape, dtype=torch.float64), word_ids, rationales.shape[1])
+    has_rationale = (rationales >= 0).any(dim=-1)
+    has_gold = (rationales > 0).any(dim=-1)
+    scored = (present & (rationales > 0)).any(dim=-1)
+    return {"examples": rationales.shape[0], "no_rationale": int((~has_rationale).sum()),
+            "no_gold_words": int((has_rationale & ~has_gold).sum()), "truncated_away": int((has_gold & ~scored).sum()),
+            "scored": int(scored.sum())}
+
+
 def spans(selected: torch.Tensor) -> list[tuple[int, int]]:
     """The maximal runs of True in ``selected [n]`` as ``(start, end)`` with ``end`` exclusive."""
     padded = torch.cat([selected.new_zeros(1), selected, selected.new_zeros(1)]).long()

@@ -85,6 +85,9 @@ def build_seqpg_instances(
     left or at ``max_instances``. ``prefix_ids`` / ``suffix_ids`` surround the segments (see
     :func:`special_affixes`).
     """
+    if n_segments < 2 or segment_length < 1:
+        raise ValueError(f"the pointing game needs n_segments >= 2 and segment_length >= 1, got {n_segments} and "
+                         f"{segment_length}")
     special_token_ids = sorted(int(i) for i in special_token_ids)
     confident = batched_proba(predict_proba, input_ids, attention_mask, batch_size).cpu().max(dim=-1)
     input_ids, attention_mask, labels = input_ids.cpu(), attention_mask.cpu(), labels.cpu()
