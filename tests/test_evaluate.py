@@ -13,9 +13,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from sklearn.metrics import f1_score
 
 import bcos
-from bcos.evaluate import load_classifier
+from bcos.evaluate import Predictions, load_classifier
 from bcos.cli.evaluate import main
 from bcos.explain import get_explainer, tokenizer_special_ids
 from bcos.metrics import build_seqpg_instances, erasure_metrics, plausibility, pointing_game, special_affixes
@@ -280,8 +281,8 @@ def test_bad_inputs_fail_with_a_clear_error(tiny, tmp_path, capsys, change, mess
 @pytest.mark.parametrize("labels, message", [
     ([0, 1, 5, 0, 1, 7], "2 label(s) in column 'label' are not class ids 0..1 of the 2-class --bcos model (row 3: 5, "
                          "row 6: 7); fix the labels or evaluate a model with the data's classes"),
-    ([0, 1.9, 1], "must hold integer class ids, found Value('float64') (row 2: 1.9)"),
-    ([True, False], "must hold integer class ids, found Value('bool') (row 1: True)"),
+    ([0, 1.9, 1], "line 2: label 1.9 is not an integer class id"),
+    ([True, False], "line 1: label True is not an integer class id"),
 ])
 def test_labels_that_are_not_class_ids_are_refused_naming_file_and_row(tiny, tmp_path, capsys, monkeypatch, labels,
                                                                        message):
@@ -294,8 +295,9 @@ def test_labels_that_are_not_class_ids_are_refused_naming_file_and_row(tiny, tmp
     with pytest.raises(SystemExit) as exit_info:
         main(["--bcos", str(tiny["bcos"]), "--dataset", str(file), "--out", str(tmp_path / "out")])
     assert exit_info.value.code == 2
-    assert capsys.readouterr().err.strip().splitlines()[-1] == f"python -m bcos.evaluate: error: {file}: " + (
-        message if message.startswith("2 label") else f"Label column 'label' in split 'validation' {message}")
+    assert capsys.readouterr().err.strip().splitlines()[-1] == "python -m bcos.evaluate: error: " + (
+        f"{file}: {message}" if message.startswith("2 label") else f"{file}, {message}; label column 'label' must "
+        "hold integers 0..N-1 (class names go in a 'label_name' column)")
 
 
 def test_unwritable_outputs_fail_before_loading_a_model(tiny, tmp_path, capsys, monkeypatch):
@@ -427,3 +429,10 @@ def test_the_callback_and_the_command_score_the_same_token_ids(tiny, tmp_path):
     for name in ("input_ids", "attention_mask", "labels", "word_ids", "rationale"):
         assert torch.equal(getattr(probe, name), getattr(examples, name)), name
     assert examples.has_rationales
+
+
+@pytest.mark.parametrize("predicted,labels", [([0, 1, 1, 2, 2, 0], [0, 1, 2, 2, 1, 1]), ([1, 1, 1], [0, 0, 1]),
+                                              ([2, 2], [0, 1])])
+def test_macro_f1_equals_scikit_learn(predicted, labels):
+    result = Predictions(torch.tensor(predicted), torch.tensor(labels), num_classes=3)
+    assert result.macro_f1 == pytest.approx(f1_score(labels, predicted, average="macro", zero_division=0))

@@ -238,6 +238,7 @@ def evaluate(args: argparse.Namespace, runs: list[tuple[str, str]], models: dict
         "example_rows": [row + 1 for row in split.rows["source_row"]],
         "uncertainty": {**bootstrap.describe(), "paired_reference": "bcos (bcos)" if reference is not None else None},
         "models": {role: {"path": model.source, "accuracy": predicted[role].accuracy,
+                          "macro_f1": predicted[role].macro_f1,
                           "prediction_rates": predicted[role].rates(), "logit_scale": model.logit_scale,
                           "link_function": model.link, "max_length": max_lengths[role],
                           "architecture": type(model.model).__name__, "bcos": getattr(model.model.config, "bcos", None)}

@@ -66,6 +66,15 @@ def _is_integer(feature: Any) -> bool:
     )
 
 
+def _integral(value: Any) -> bool:
+    """Whether a label value reads as a class id: an int (not a bool), a whole float or a string of digits."""
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, float):
+        return value.is_integer()
+    return isinstance(value, int) or str(value).strip().lstrip("-").isdigit()
+
+
 def _where(locate: Locate | None, split: str, row: int) -> str:
     return locate(split, row) if locate is not None else f"row {row} of split {split!r}"
 
@@ -85,8 +94,7 @@ def check_columns(split: str, ds: datasets.Dataset, config: PrepareConfig, locat
     labels = _column(ds, config.label_column)
     if not _is_integer(label_feature):
         values = labels.to_pylist()
-        not_integers = [i for i, value in enumerate(values) if value is not None and not isinstance(value, int)]
-        row = next((i for i in not_integers if not str(values[i]).strip().lstrip("-").isdigit()), not_integers[0])
+        row = next(i for i, value in enumerate(values) if value is not None and not _integral(value))
         raise ValueError(
             f"{_where(locate, split, row)}: label {values[row]!r} is not an integer class id; label column "
             f"{config.label_column!r} must hold integers 0..N-1 (class names go in a "

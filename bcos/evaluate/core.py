@@ -241,6 +241,18 @@ class Predictions:
         """Share of examples whose predicted class is the gold label."""
         return float((self.predicted == self.labels).double().mean())
 
+    @property
+    def macro_f1(self) -> float:
+        """The unweighted mean over classes of ``2 TP / (2 TP + FP + FN)``, over the classes that occur among the
+        labels or the predictions (scikit-learn's ``f1_score(average="macro")``)."""
+        classes = torch.unique(torch.cat([self.labels, self.predicted]))
+        scores = []
+        for k in classes:
+            predicted, labelled = self.predicted == k, self.labels == k
+            true_positives = (predicted & labelled).sum()
+            scores.append(2 * true_positives / (predicted.sum() + labelled.sum()))
+        return float(torch.stack(scores).double().mean())
+
     def rates(self) -> dict[str, list[float]]:
         """Per class, the share of examples predicted as it and the share labelled as it
         (:func:`bcos.metrics.prediction_rates`)."""
