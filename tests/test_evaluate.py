@@ -259,6 +259,8 @@ def test_checkpoints_and_exports_load_with_the_trained_logit_scale(tiny):
     ({"--seqpg-confidence": "1.5"}, "argument --seqpg-confidence: must be in [0, 1), got 1.5"),
     ({"--bootstrap-resamples": "0"}, "argument --bootstrap-resamples: must be at least 1, got 0"),
     ({"--batch-size": "0"}, "argument --batch-size: must be at least 1, got 0"),
+    ({"--method-params": '{"lime": {"n_samples": -3}}'}, "--method-params: lime n_samples must be a positive "
+                                                          "integer, got -3"),
     ({"--text-column": "sentence"}, "Column 'sentence' not found in split 'validation'; columns present: "),
     ({"--rationale-column": "evidence"}, "--rationale-column 'evidence' is not a column of "),
     ({"--bcos": "CONVENTIONAL"}, "holds a conventional model"),

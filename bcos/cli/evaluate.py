@@ -28,6 +28,7 @@ from ..evaluate.core import (METRICS, MethodResult, MetricSettings, check_fracti
 from ..evaluate.intervals import Bootstrap, paired_differences, score_intervals
 from ..evaluate.report import DIFFERENCE, FILES, write_report
 from ..explain import EXPLAINERS, explainer_for
+from ..explain.registry import check_explainer_params
 from ..handle import Model
 from ..loader import load
 from ..metrics import DEFAULT_FRACTIONS
@@ -117,6 +118,11 @@ def plan(args: argparse.Namespace) -> list[tuple[str, str]]:
     unknown = sorted(set(args.method_params) - set(EXPLAINERS))
     if unknown:
         raise ValueError(f"--method-params names unknown methods {unknown}; known methods: {', '.join(EXPLAINERS)}")
+    for name, params in args.method_params.items():
+        try:
+            check_explainer_params(name, params)
+        except ValueError as error:
+            raise ValueError(f"--method-params: {error}") from error
     posthoc_roles = [role for role, given in (("conventional", args.conventional),
                                               ("bcos", args.bcos and args.posthoc_on_bcos)) if given]
     methods = args.methods or ([name for name in EXPLAINERS if name != "bcos" or args.bcos]
