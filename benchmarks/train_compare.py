@@ -9,7 +9,8 @@ Validation on the full validation split every ``--eval-every`` steps.
     python benchmarks/train_compare.py --steps 100 --variant 'b1.5 scale 300={"b": 1.5, "logit_scale": 300}'
 
 ``--variant NAME=JSON`` (repeatable) replaces the B-cos variants given by ``--b``: the JSON holds
-``SequenceClassifier`` arguments (``bcos`` defaults to true; ``learning_rate`` overrides ``--learning-rate``).
+``SequenceClassifier`` arguments (``bcos`` defaults to true; ``learning_rate`` overrides ``--learning-rate``; without
+either, the module's default for its kind applies: the recipe's for B-cos).
 The conventional reference (cross-entropy, ``--conventional-learning-rate``) always trains first.
 ``--save-dir`` exports every model at its best validation step in Hugging Face format (``<save-dir>/<slug>``; an
 annealed model only once its ramp has ended),
@@ -123,8 +124,10 @@ def main() -> None:
     parser.add_argument("--eval-every", type=int, default=50)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--max-length", type=int, default=64)
-    parser.add_argument("--learning-rate", type=float, default=5e-5, help="of the B-cos variants")
-    parser.add_argument("--conventional-learning-rate", type=float, default=5e-5)
+    parser.add_argument("--learning-rate", type=float, default=None,
+                        help="of the B-cos variants (default: SequenceClassifier's, the recipe's)")
+    parser.add_argument("--conventional-learning-rate", type=float, default=None,
+                        help="default: SequenceClassifier's for conventional models")
     parser.add_argument("--b", type=float, nargs="+", default=[1.5, 2.0], help="B of the B-cos variants")
     parser.add_argument("--variant", type=parse_variant, action="append", metavar="NAME=JSON",
                         help="a B-cos variant by its SequenceClassifier arguments; replaces --b")
