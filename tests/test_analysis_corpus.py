@@ -159,7 +159,9 @@ def test_several_devices_start_one_process_each(tiny, tmp_path):
     (["--text-column", "body"], "Column 'body' not found in split 'test'"),
     (["--method", "integrated_gradients", "--method-params", '{"steps": 3}'], "--method-params for "
      "integrated_gradients: "),
-    (["--device", "gpu:0"], "--device 'gpu:0' is not a device"),
+    (["--device", "gpu:0"], "argument --device: 'gpu:0' is not a device; use cpu, cuda or cuda:N"),
+    (["--device", "cpu,,cpu"], "argument --device: 'cpu,,cpu' has an empty entry; give devices like cpu or "
+     "cuda:0,cuda:1"),
 ])
 def test_bad_inputs_are_usage_errors(tiny, tmp_path, capsys, extra, message):
     with pytest.raises(SystemExit) as exit_info:

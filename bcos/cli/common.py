@@ -131,9 +131,20 @@ def _device(text: str) -> str:
     return text
 
 
-def add_device(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--device", type=_device, default="cuda" if torch.cuda.is_available() else "cpu",
-                   help="where the models run (cpu, cuda, cuda:1, ...)")
+def _devices(text: str) -> list[str]:
+    """Comma-separated devices, each checked as :func:`_device` checks one."""
+    entries = [entry.strip() for entry in text.split(",")]
+    if not all(entries):
+        raise argparse.ArgumentTypeError(f"{text!r} has an empty entry; give devices like cpu or cuda:0,cuda:1")
+    return [_device(entry) for entry in entries]
+
+
+def add_device(p: argparse.ArgumentParser, several: bool = False) -> None:
+    """``--device``: one device, or with ``several`` a comma-separated list of them (parsed to a list)."""
+    described = "where the models run (cpu, cuda, cuda:1, ...)" + ("; several, comma-separated: one process each"
+                                                                  if several else "")
+    p.add_argument("--device", type=_devices if several else _device,
+                   default="cuda" if torch.cuda.is_available() else "cpu", help=described)
 
 
 def provenance(prog: str, argv: Sequence[str] | None) -> dict[str, Any]:

@@ -57,22 +57,15 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--chunk-size", type=int, default=256, help="examples per shard file (the unit of resumption)")
     p.add_argument("--max-length", type=int, default=128, help="tokens per example (longer texts are truncated)")
     add_max_examples(p, "the first N usable examples of the split")
-    add_device(p)
+    add_device(p, several=True)
     return p
 
 
-def devices_of(text: str) -> list[torch.device]:
-    """The comma-separated ``--device`` entries; raises ValueError for one torch does not know or a repeated one."""
-    devices = []
-    for name in names(text):
-        try:
-            devices.append(torch.device(name))
-        except RuntimeError as error:
-            raise ValueError(f"--device {name!r} is not a device (e.g. cpu, cuda, cuda:1): {error}") from error
-    if not devices:
-        raise ValueError("--device is empty; give cpu, cuda, or several like cuda:0,cuda:1")
+def devices_of(entries: list[str]) -> list[torch.device]:
+    """The ``--device`` entries (each checked at parse) as devices; raises ValueError for a repeated GPU."""
+    devices = [torch.device(entry) for entry in entries]
     if len(set(devices)) < len(devices) and any(device.type != "cpu" for device in devices):
-        raise ValueError(f"--device {text!r} names a device twice; give each once")
+        raise ValueError(f"--device {','.join(entries)!r} names a device twice; give each once")
     return devices
 
 
@@ -106,7 +99,7 @@ def prepare(args: argparse.Namespace) -> tuple[Model, Any, Split, dict[str, Any]
                          "with a post-hoc method, e.g. --method integrated_gradients")
     try:
         explainer = explainer_for(classifier, method, args.method_params)
-    except TypeError as error:
+    except (TypeError, ValueError) as error:
         raise ValueError(f"--method-params for {method}: {error}") from error
     settings = {"model": str(args.model), "dataset": args.dataset, "split": args.split, "method": method,
                 "method_params": args.method_params, "text_column": args.text_column,
