@@ -118,7 +118,7 @@ def stop_after_steps(config: str, cwd: Path, signum: int, steps: int, max_steps:
         if line.startswith(f"step {steps}/"):
             run.send_signal(signum)
             break
-    stdout, stderr = run.communicate(timeout=120)
+    stdout, stderr = run.communicate(timeout=300)  # generous: a loaded 2-core machine is slow to shut down
     assert run.returncode is not None, stderr[-3000:]
     return run.returncode, "".join(lines) + stdout
 
