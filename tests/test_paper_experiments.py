@@ -68,6 +68,7 @@ def test_every_experiment_runs_resumes_and_renders(budget, tmp_path, monkeypatch
     faithfulness = cells["faithfulness/tiny.json"]["evaluation"]["results"]
     assert [(row["method"], row["model"]) for row in faithfulness] == [
         ("bcos", "bcos"), ("occlusion", "conventional"), ("occlusion", "bcos")]
+    assert not any("n_seqpg_instances" in row for row in faithfulness)  # SeqPG was not among the budget's metrics
     text = doc.read_text()
     render = load("render")
     assert text == render.render(results)  # the document is the rendering of the JSON

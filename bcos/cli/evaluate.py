@@ -186,7 +186,9 @@ def _row(method: str, role: str, result: MethodResult, intervals: dict, differen
     for name, interval in differences.items():
         row.update({f"{DIFFERENCE}{name}": interval.mean, f"{DIFFERENCE}{name}_low": interval.low,
                     f"{DIFFERENCE}{name}_high": interval.high})
-    row["seconds_per_example"], row["n_seqpg_instances"] = result.seconds_per_example, result.n_seqpg_instances
+    row["seconds_per_example"] = result.seconds_per_example
+    if "seqpg" in result.scores:
+        row["n_seqpg_instances"] = result.n_seqpg_instances
     if "plausibility" in result.settings:
         row["n_plausibility"] = result.settings["plausibility"]["n_examples"]
     return row
