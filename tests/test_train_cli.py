@@ -1,6 +1,6 @@
 """End-to-end tests of train.py: fit on a tiny model writes TensorBoard events, checkpoints and a reloadable
 Hugging Face export; resume continues the schedule; DDP with two gloo processes counts validation examples;
-bad configs fail with the CLI's own error; every shipped config parses."""
+bad configs fail with the CLI's own error; the shipped configs compose into the documented runs."""
 from __future__ import annotations
 
 import importlib.util
@@ -189,34 +189,50 @@ def test_unknown_config_key_fails_with_the_cli_error(tiny, tmp_path, capsys, no_
     assert "error: unrecognized arguments: --trainer.max_step 3" in capsys.readouterr().err
 
 
-CONFIGS = sorted((REPO / "configs").glob("*.yaml"))
+CONFIGS = REPO / "configs"
+DATASETS = ("sst2", "imdb", "ag_news", "hatexplain")
+#: model overlay and expected model; kind overlay and expected ``bcos`` flag
+MODELS = {"minilm": ((), "sentence-transformers/all-MiniLM-L6-v2"), "bert-base": (("bert-base.yaml",), "bert-base-uncased")}
+KINDS = {"bcos": ((), True), "conventional": (("conventional.yaml",), False)}
+RUNS = [(model, data, kind) for model in MODELS for data in DATASETS for kind in KINDS]
 
 
-@pytest.mark.parametrize("config", CONFIGS, ids=[path.stem for path in CONFIGS])
-def test_shipped_configs_parse(config, capsys, no_command_line):
+def composed(model: str, data: str, kind: str, *extra: str) -> list[str]:
+    """The ``--config`` arguments of a documented run: base, the data set's overlay, then the model's and the kind's."""
+    files = ["base.yaml", f"data/{data}.yaml", *MODELS[model][0], *KINDS[kind][0], *extra]
+    return [argument for name in files for argument in ("--config", str(CONFIGS / name))]
+
+
+def printed_config(arguments: list[str], capsys) -> dict:
     with pytest.raises(SystemExit) as exit_info:
-        train.main(["fit", "--config", str(config), "--print_config"])
+        train.main(["fit", *arguments, "--print_config"])
     assert exit_info.value.code in (0, None)
-    printed = capsys.readouterr().out
-    model = re.search(r"^    model_name_or_path: (\S+)$", printed, re.M).group(1)  # under init_args
-    bcos_flag = re.search(r"^    bcos: (true|false)$", printed, re.M).group(1)
-    dataset = re.search(r"^    dataset: (\S+)$", printed, re.M).group(1)
-    if config.stem == "quickstart":
-        assert (model, bcos_flag, dataset) == ("sentence-transformers/all-MiniLM-L6-v2", "true", "sst2")
+    return yaml.safe_load(capsys.readouterr().out)
+
+
+@pytest.mark.parametrize("model,data,kind", RUNS, ids=["-".join(run) for run in RUNS])
+def test_shipped_configs_compose(model, data, kind, capsys, no_command_line):
+    config = printed_config(composed(model, data, kind), capsys)
+    assert config["model"]["class_path"] == "lightning_modules.SequenceClassifier"
+    init = config["model"]["init_args"]
+    assert (init["model_name_or_path"], init["bcos"]) == (MODELS[model][1], KINDS[kind][1])
+    overlay = yaml.safe_load((CONFIGS / "data" / f"{data}.yaml").read_text())
+    assert config["data"]["init_args"]["dataset"] == data == overlay["data"]["dataset"]
+    assert config["seed_everything"] == 42 and config["trainer"]["logger"]["init_args"]["save_dir"] == "runs"
+    if model == "bert-base":  # one GPU, three epochs, validated twice per epoch, whatever the data set's CPU schedule
+        assert (config["trainer"]["accelerator"], config["trainer"]["max_epochs"], config["trainer"]["max_steps"],
+                config["trainer"]["val_check_interval"]) == ("gpu", 3, -1, 0.5)
+        assert config["data"]["init_args"]["max_length"] == 512
     else:
-        family, data_name, kind = config.stem.split("_", 1)[0], *config.stem.split("_", 1)[1].rsplit("_", 1)
-        assert model == {"minilm": "sentence-transformers/all-MiniLM-L6-v2", "bert-base": "bert-base-uncased"}[family]
-        assert (bcos_flag, dataset) == ({"bcos": "true", "conventional": "false"}[kind], data_name)
-    assert "class_path: lightning_modules.SequenceClassifier" in printed and "save_dir: runs" in printed
+        assert config["trainer"]["max_steps"] == overlay["trainer"]["max_steps"]
+        assert config["data"]["init_args"]["max_length"] == overlay["data"]["max_length"]
 
 
-@pytest.mark.parametrize("config", [path for path in CONFIGS if path.stem.endswith("_bcos") or path.stem == "quickstart"],
-                         ids=lambda path: path.stem)
-def test_every_bcos_config_resolves_to_the_recipe(config, capsys, no_command_line):
-    with pytest.raises(SystemExit):
-        train.main(["fit", "--config", str(config), "--print_config"])
-    model = yaml.safe_load(capsys.readouterr().out)["model"]
-    model = model.get("init_args", model)
+@pytest.mark.parametrize("arguments", [composed("minilm", data, "bcos") for data in DATASETS]
+                         + [composed("bert-base", "imdb", "bcos"), composed("minilm", "sst2", "bcos", "quickstart.yaml")],
+                         ids=[*DATASETS, "bert-base-imdb", "quickstart"])
+def test_every_bcos_config_resolves_to_the_recipe(arguments, capsys, no_command_line):
+    model = printed_config(arguments, capsys)["model"]["init_args"]
     resolved = {key: model[key] for key in BCOS_RECIPE}
     assert model["bcos"] is True
     assert resolved == {**BCOS_RECIPE, "logit_scale": None, "learning_rate": None}  # None: the B-cos defaults ...
@@ -225,8 +241,49 @@ def test_every_bcos_config_resolves_to_the_recipe(config, capsys, no_command_lin
     assert SequenceClassifier("unused", bcos=False).hparams.learning_rate == CONVENTIONAL_LEARNING_RATE
 
 
-def test_every_experiment_has_a_config():
-    names = {path.stem for path in CONFIGS}
-    expected = {f"{family}_{data}_{kind}" for family in ("minilm", "bert-base")
-                for data in ("sst2", "imdb", "ag_news", "hatexplain") for kind in ("bcos", "conventional")}
-    assert expected | {"quickstart"} == names
+def dotted_keys(mapping: dict, prefix: str = "") -> set[str]:
+    """``{"a": {"b": 1}}`` → ``{"a.b"}`` (lists and scalars are leaves)."""
+    keys = set()
+    for key, value in mapping.items():
+        keys |= dotted_keys(value, f"{prefix}{key}.") if isinstance(value, dict) else {f"{prefix}{key}"}
+    return keys
+
+
+def test_each_setting_is_written_once():
+    """Each shipped classification config is a layer that sets only its own keys, so a setting cannot drift apart
+    between copies: the data overlays set the same few keys, the kind overlay only the flag, nothing but the base the
+    seed or the batch sizes' defaults."""
+    files = {path.relative_to(CONFIGS).as_posix(): dotted_keys(yaml.safe_load(path.read_text()))
+             for path in CONFIGS.rglob("*.yaml") if path.parent.name != "decoders"}
+    assert set(files) == {"base.yaml", "conventional.yaml", "bert-base.yaml", "quickstart.yaml",
+                          *(f"data/{data}.yaml" for data in DATASETS)}
+    overlay_keys = {"trainer.max_steps", "trainer.val_check_interval", "data.dataset", "data.max_length"}
+    for data in DATASETS:
+        assert files[f"data/{data}.yaml"] - {"data.batch_size"} == overlay_keys  # IMDB's long reviews: a smaller batch
+    assert files["conventional.yaml"] == {"model.bcos"}
+    assert files["base.yaml"] >= {"seed_everything", "model.model_name_or_path", "model.bcos", "data.batch_size",
+                                  "data.eval_batch_size"}
+    for name, keys in files.items():
+        if name != "base.yaml":
+            assert not keys & {"seed_everything", "data.eval_batch_size"}, name
+            assert not {key for key in keys if key.startswith("model.")} - {"model.bcos", "model.model_name_or_path"}, name
+
+
+def test_a_run_without_a_name_is_named_after_its_model_data_and_kind():
+    def namespace(**values):
+        return train.Namespace(**values)
+
+    assert train.default_run_name(namespace(model_name_or_path="sentence-transformers/all-MiniLM-L6-v2", bcos=True),
+                                  namespace(dataset="sst2")) == "all-MiniLM-L6-v2_sst2_bcos"
+    assert train.default_run_name(namespace(model_name_or_path="/models/tiny/", bcos=False),
+                                  namespace(dataset="/data/reviews.jsonl")) == "tiny_reviews_conventional"
+    assert train.default_run_name(namespace(model_name_or_path="gpt2"), namespace(dataset=None)) == "gpt2"
+    assert train.default_run_name(namespace(), namespace(dataset="sst2")) is None
+
+
+def test_fit_names_an_unnamed_run(tiny, tmp_path, no_command_line):
+    config = tiny_config(tmp_path, tiny, {"bcos": True}, max_steps=1, val_check_interval=1)
+    train.main(["fit", "--config", str(config), "--trainer.logger.init_args.name", "null"])
+    expected = f"{tiny['model'].name}_{tiny['data'].name}_bcos"
+    assert [path.name for path in (tmp_path / "runs").iterdir()] == [expected]
+    assert (tmp_path / "runs" / expected / "version_0" / "hf_export" / "config.json").is_file()

@@ -4,8 +4,8 @@
     python benchmarks/paper/run.py b_sweep ablation --budget benchmarks/paper/budgets/cpu.yaml --work /work/paper
     python benchmarks/paper/run.py --render-only          # regenerate docs/RESULTS.md from the cells' JSON
 
-Each experiment trains what its cells need with ``train.py fit`` (the budget's config per data set and kind, plus the
-cell's ``SequenceClassifier`` options; each model once, its export recorded in ``<work>/models/<key>.json``),
+Each experiment trains what its cells need with ``train.py fit`` (the budget's configs per data set and kind, composed
+in order, its ``train_overrides`` and ``kind_overrides``, plus the cell's ``SequenceClassifier`` options; each model once, its export recorded in ``<work>/models/<key>.json``),
 evaluates each cell with ``python -m bcos.evaluate`` and writes one JSON per cell into ``--results``
 (``<results>/<experiment>/<cell>.json``: the models' keys and exports and the evaluation's results, which hold
 the models' accuracy and macro-F1 on the evaluated examples). Rerunning skips every model and cell already done, so an interrupted run continues where it
@@ -46,9 +46,13 @@ def train_model(model: TrainedModel, budget: dict[str, Any], work: Path) -> Path
     record = work / "models" / f"{model.key}.json"
     if record.is_file():
         return Path(json.loads(record.read_text())["export"])
-    config = budget["configs"][model.kind].format(dataset=model.dataset)
-    args = ["fit", "--config", config, *map(str, budget.get("train_overrides", [])),
-            "--trainer.logger.init_args.save_dir", str(work / "runs"), "--trainer.logger.init_args.name", model.key]
+    configs = budget["configs"][model.kind]
+    args = ["fit"]
+    for config in [configs] if isinstance(configs, str) else configs:
+        args += ["--config", config.format(dataset=model.dataset)]
+    overrides = [*budget.get("train_overrides", []), *budget.get("kind_overrides", {}).get(model.kind, [])]
+    args += [*map(str, overrides),
+             "--trainer.logger.init_args.save_dir", str(work / "runs"), "--trainer.logger.init_args.name", model.key]
     for name, value in model.options:
         args += [f"--model.{name}", flag_value(value)]
     started = time.perf_counter()
