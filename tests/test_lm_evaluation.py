@@ -19,7 +19,9 @@ from bcos.cli.evaluate_lm import main as evaluate_lm
 from bcos.evaluate.lm import encode_pairs, evidence_alignment, read_pairs, suite_files
 from bcos.evaluate.lm.pairs import select_files
 from bcos.explain.registry import EXPLAINERS
+from bcos.evaluate.intervals import Bootstrap
 from bcos.evaluate.lm.scoring import random_reciprocal_rank
+from bcos.metrics import bootstrap_interval
 from datamodules import LanguageModelingDataModule
 from lightning_modules import CausalLanguageModel
 from lightning_modules.causal_lm import next_token_loss
@@ -231,12 +233,15 @@ def trained(tmp_path_factory) -> tuple[Path, Path, list[float]]:
     return model_dir, root / "bcos", losses
 
 
-def assert_competence_recomputed(results: dict, name: str, folder: Path, tokenizer, subsets=BLIMP_SUBSETS) -> None:
+def assert_competence_recomputed(results: dict, name: str, folder: Path, tokenizer, subsets=BLIMP_SUBSETS,
+                                 bootstrap: Bootstrap | None = None) -> None:
     """The pooled competence row of model ``name`` equals accuracy and probability gap recomputed pair by pair from
-    the model's own logits (one unpadded prefix at a time)."""
+    the model's own logits (one unpadded prefix at a time); with ``bootstrap``, each subset's accuracy interval
+    equals the bootstrap interval of the recomputed per-pair correctness."""
     model = bcos.load_model(str(folder), task="causal-lm").eval()
     correct, gaps = [], []
     for subset in subsets:
+        first = len(correct)
         for row in read_pairs(SHARED_DATA / "blimp" / f"{subset}.jsonl", ROWS):
             target = tokenizer(" " + row["target"])["input_ids"][0]
             foil = tokenizer(" " + row["foil"])["input_ids"][0]
@@ -248,6 +253,12 @@ def assert_competence_recomputed(results: dict, name: str, folder: Path, tokeniz
             probabilities = torch.softmax(logits.double(), -1)
             correct.append(float(probabilities[target] > probabilities[foil]))
             gaps.append(float(probabilities[target] - probabilities[foil]))
+        if bootstrap is not None:
+            expected = bootstrap_interval(torch.tensor(correct[first:]), bootstrap.level, bootstrap.resamples,
+                                          bootstrap.seed)
+            subset_row = next(r for r in results["competence"] if r["model"] == name and r["subset"] == subset)
+            assert (subset_row["accuracy_low"], subset_row["accuracy_high"]) == pytest.approx(
+                (expected.low, expected.high), nan_ok=True)
     row = next(r for r in results["competence"] if r["model"] == name and r["subset"] == "all")
     assert row["n_pairs"] == len(correct) > 0
     assert row["accuracy"] == pytest.approx(sum(correct) / len(correct))
@@ -261,7 +272,9 @@ def test_a_trained_tiny_bcos_decoder_is_evaluated_on_blimp(trained, tmp_path, mo
     results = evaluate_lm(["--bcos", str(bcos_dir), "--conventional", str(original_dir), "--suites", "blimp",
                            "--subsets", ",".join(BLIMP_SUBSETS), "--max-examples", str(ROWS),
                            "--method-params", '{"integrated_gradients": {"n_steps": 4}}', "--batch-size", "5",
-                           "--out", str(tmp_path / "out"), "--no-progress"])
+                           "--bootstrap-resamples", "300", "--seed", "7", "--out", str(tmp_path / "out"),
+                           "--no-progress"])
+    assert results["uncertainty"]["resamples"] == 300 and results["uncertainty"]["seed"] == 7
     assert (tmp_path / "out" / "results.md").read_text().count("| blimp |") > 10
     assert json.loads((tmp_path / "out" / "results.json").read_text())["competence"]
 
@@ -279,7 +292,7 @@ def test_a_trained_tiny_bcos_decoder_is_evaluated_on_blimp(trained, tmp_path, mo
 
     # competence: recomputed here from the models' own logits, pair by pair
     for name, folder in (("conventional", original_dir), ("bcos", bcos_dir)):
-        assert_competence_recomputed(results, name, folder, tokenizer)
+        assert_competence_recomputed(results, name, folder, tokenizer, bootstrap=Bootstrap(300, 7))
 
     # alignment: one row per method and subset on the right model, scores in range and not constant
     alignment = [row for row in results["alignment"] if row["subset"] != "all"]
@@ -289,11 +302,15 @@ def test_a_trained_tiny_bcos_decoder_is_evaluated_on_blimp(trained, tmp_path, mo
                                                               "occlusion"))}
     for row in alignment:
         assert 0 < row["mrr"] <= 1
+        assert row["n_pairs"] < 2 or row["mrr_low"] <= row["mrr"] <= row["mrr_high"]
         assert row["method"] == "random" or 0 <= row["evidence_share"] <= 1
         assert 0 <= row["evidence_share_pairs"] <= row["n_pairs"]
         assert row["method"] != "random" or row["evidence_share_pairs"] == 0  # chance level: no share
     assert any(row["evidence_share_pairs"] > 0 for row in alignment)
-    assert "| share pairs |" in (tmp_path / "out" / "results.md").read_text()
+    report = (tmp_path / "out" / "results.md").read_text()
+    assert "| share pairs |" in report and "95 % percentile bootstrap intervals over the pairs (300 resamples, seed 7)" in report
+    bcos_all = next(r for r in results["competence"] if r["model"] == "bcos" and r["subset"] == "all")
+    assert f"| {100 * bcos_all['accuracy']:.1f} [{100 * bcos_all['accuracy_low']:.1f}, " in report
     assert len({round(row["mrr"], 6) for row in alignment}) > 3
 
 

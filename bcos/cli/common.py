@@ -62,6 +62,13 @@ def add_max_examples(p: argparse.ArgumentParser, help_text: str, deprecated: Seq
                    help=help_text)
 
 
+def add_bootstrap(p: argparse.ArgumentParser, seed_help: str = "seed of the bootstrap") -> None:
+    """``--seed`` and ``--bootstrap-resamples`` (of the 95 % intervals, :class:`bcos.evaluate.intervals.Bootstrap`)."""
+    p.add_argument("--seed", type=int, default=0, help=seed_help)
+    p.add_argument("--bootstrap-resamples", type=_positive, default=2000,
+                   help="resamples of the 95 %% bootstrap confidence intervals")
+
+
 def _positive(text: str) -> int:
     try:
         value = int(text)

@@ -32,8 +32,8 @@ from ..explain.registry import check_explainer_params
 from ..handle import Model
 from ..loader import load
 from ..metrics import DEFAULT_FRACTIONS
-from .common import (add_comparison_models, add_device, add_max_examples, add_max_length, max_length_for, names,
-                     new_parser, provenance)
+from .common import (add_bootstrap, add_comparison_models, add_device, add_max_examples, add_max_length,
+                     max_length_for, names, new_parser, provenance)
 from .outputs import writable_folder
 
 PROG = "python -m bcos.evaluate"
@@ -94,10 +94,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--seqpg-confidence", type=_checked(float, _unit_interval), default=0.5)
     p.add_argument("--seqpg-instances", type=_at_least(1), default=None, help="at most this many pointing-game "
                    "instances")
-    p.add_argument("--seed", type=int, default=0,
-                   help="seed of the --max-examples sample, the pointing-game pairing and the bootstrap")
-    p.add_argument("--bootstrap-resamples", type=_at_least(1), default=2000,
-                   help="resamples of the 95 %% bootstrap confidence intervals")
+    add_bootstrap(p, "seed of the --max-examples sample, the pointing-game pairing and the bootstrap")
     p.add_argument("--batch-size", type=_at_least(1), default=16, help="examples per explainer call")
     p.add_argument("--bcos-logit-scale", type=float, default=None,
                    help="inverse temperature of the B-cos model's probabilities (default: the one it was trained "

@@ -5,7 +5,8 @@ minimal pairs.
         --conventional HuggingFaceTB/SmolLM2-135M-Instruct --suites blimp,ioi --max-examples 100 --out results/lm
 
 Competence (target-over-foil accuracy, probability gap) of each model, and the evidence alignment of each
-method's contrastive explanation: B-cos explains the B-cos model, the post-hoc methods the conventional model (and
+method's contrastive explanation (accuracy and mean reciprocal rank with 95 % bootstrap intervals over the pairs,
+``--bootstrap-resamples``, ``--seed``): B-cos explains the B-cos model, the post-hoc methods the conventional model (and
 the B-cos model too with ``--posthoc-on-bcos``). The conventional decoder may be of any family transformers loads.
 Writes ``results.md`` and ``results.json`` into ``--out`` (checked to be writable before any work); an empty
 suite file, or suites none of whose rows can be evaluated, is an error. ``--original`` and ``--max-rows`` are
@@ -19,10 +20,11 @@ from collections.abc import Sequence
 
 from ..evaluate.lm.pairs import SKIP_REASONS, read_pairs, select_files
 from ..evaluate.lm.report import write_report
+from ..evaluate.intervals import Bootstrap
 from ..evaluate.lm.run import evaluate_pairs
 from ..explain.registry import EXPLAINERS
 from ..loader import load
-from .common import add_comparison_models, add_device, add_max_examples, names, new_parser, provenance
+from .common import add_bootstrap, add_comparison_models, add_device, add_max_examples, names, new_parser, provenance
 from .outputs import writable_folder
 
 PROG = "python -m bcos.evaluate.lm"
@@ -48,6 +50,7 @@ def parser() -> argparse.ArgumentParser:
                         f"{json.dumps(DEFAULT_PARAMS)}")
     p.add_argument("--posthoc-on-bcos", action="store_true", help="also explain the B-cos model with post-hoc methods")
     p.add_argument("--batch-size", type=int, default=16)
+    add_bootstrap(p)
     add_device(p)
     p.add_argument("--out", required=True, help="output folder (results.md, results.json)")
     p.add_argument("--no-progress", action="store_true")
@@ -75,7 +78,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
     for lm in models.values():
         lm.model.to(args.device)
     results = evaluate_pairs(models, files, args.methods, args.method_params, args.max_examples, args.posthoc_on_bcos,
-                             args.batch_size, progress=not args.no_progress)
+                             args.batch_size, progress=not args.no_progress,
+                             bootstrap=Bootstrap(args.bootstrap_resamples, args.seed))
     if not any(row["n_pairs"] for row in results["skipped"]):
         reasons = {reason: sum(row.get(reason, 0) for row in results["skipped"] if row["subset"] != "all")
                    for reason in SKIP_REASONS}

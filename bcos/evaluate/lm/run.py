@@ -10,7 +10,9 @@ from tqdm.auto import tqdm
 
 from ...explain import explainer_for
 from ...handle import Model
+from ...metrics import bootstrap_interval
 from ...metrics.plausibility import nan_mean
+from ..intervals import Bootstrap
 from .pairs import encode_pairs, read_pairs
 from .scoring import (competence, contrastive_attributions, evidence_alignment, next_token_log_probs,
                       random_reciprocal_rank)
@@ -36,12 +38,14 @@ def methods_for(lm: Model, methods: Sequence[str], posthoc_on_bcos: bool) -> lis
 
 def evaluate_pairs(models: Mapping[str, Model], files: Mapping[tuple[str, str], Path], methods: Sequence[str],
                    method_params: Mapping[str, Mapping[str, Any]] | None = None, max_rows: int | None = None,
-                   posthoc_on_bcos: bool = False, batch_size: int = 16, progress: bool = True) -> dict[str, Any]:
+                   posthoc_on_bcos: bool = False, batch_size: int = 16, progress: bool = True,
+                   bootstrap: Bootstrap = Bootstrap()) -> dict[str, Any]:
     """Score every model on every ``(suite, subset) -> file``.
 
-    Returns ``{"skipped": [...], "competence": [...], "alignment": [...]}``: one row per subset (and one pooled
-    over each suite's subsets, subset ``"all"``) with counts, accuracy of target over foil and the mean
-    probability gap per model, and the mean reciprocal rank and evidence share per model and method (method
+    Returns ``{"skipped": [...], "competence": [...], "alignment": [...], "uncertainty": {...}}``: one row per subset
+    (and one pooled over each suite's subsets, subset ``"all"``) with counts, accuracy of target over foil (with
+    its ``bootstrap`` interval over the pairs, ``accuracy_low``/``_high``) and the mean probability gap per model,
+    and the mean reciprocal rank (``mrr_low``/``_high``) and evidence share per model and method (method
     ``random``: the chance level of the reciprocal rank). The share's mean leaves out pairs without positive
     attribution; ``evidence_share_pairs`` counts the pairs it rests on.
 
@@ -89,21 +93,29 @@ def evaluate_pairs(models: Mapping[str, Model], files: Mapping[tuple[str, str], 
         pooled = {key: sum(row[key] for row in suite_rows) for key in suite_rows[0] if key not in ("suite", "subset")}
         skipped_rows.append({"suite": suite, "subset": ALL, **pooled})
     competence_rows, alignment_rows = [], []
+
+    def interval(name: str, values: torch.Tensor) -> dict[str, float]:
+        drawn = bootstrap_interval(values, bootstrap.level, bootstrap.resamples, bootstrap.seed)
+        return {f"{name}_low": drawn.low, f"{name}_high": drawn.high}
+
     for key, values in per_pair.items():
         joined = {name: torch.cat(parts) for name, parts in values.items()}
         n = len(next(iter(joined.values())))
         if key.method is None:
             competence_rows.append({"suite": key.suite, "subset": key.subset, "model": key.model, "n_pairs": n,
                                     "accuracy": nan_mean(joined["correct"]),
+                                    **interval("accuracy", joined["correct"]),
                                     "probability_gap": nan_mean(joined["probability_gap"])})
         else:
             alignment_rows.append({"suite": key.suite, "subset": key.subset, "model": key.model,
                                    "method": key.method, "n_pairs": n,
                                    "mrr": nan_mean(joined["reciprocal_rank"]),
+                                   **interval("mrr", joined["reciprocal_rank"]),
                                    "evidence_share": nan_mean(joined["evidence_share"]),
                                    "evidence_share_pairs": int((~joined["evidence_share"].isnan()).sum()),
                                    "seconds_per_pair": seconds.get(key, 0.0) / n if n else float("nan")})
     order = {subset: i for i, subset in enumerate(dict.fromkeys(row["subset"] for row in skipped_rows))}
     for rows in (competence_rows, alignment_rows):
         rows.sort(key=lambda row: (row["suite"], row["subset"] == ALL, order.get(row["subset"], 0)))
-    return {"skipped": skipped_rows, "competence": competence_rows, "alignment": alignment_rows}
+    return {"skipped": skipped_rows, "competence": competence_rows, "alignment": alignment_rows,
+            "uncertainty": bootstrap.describe()}
