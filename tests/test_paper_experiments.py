@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from test_causal_lm import make_tiny_decoder, write_text_data
 from test_train_cli import tiny, tiny_config  # noqa: F401  (tiny is a fixture)
 
 pytestmark = [pytest.mark.usefixtures("one_thread"), pytest.mark.filterwarnings("ignore::UserWarning"),
@@ -22,6 +23,40 @@ def load(name: str):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def tiny_decoder_configs(root: Path) -> dict[str, str]:
+    """Decoder configs (B-cos and conventional) for a tiny Llama on a few sentences, 2 steps each."""
+    model, text = make_tiny_decoder(root / "decoder"), write_text_data(root / "text")
+    configs = {}
+    for kind in ("bcos", "conventional"):
+        config = {"seed_everything": 0,
+                  "trainer": {"accelerator": "cpu", "max_steps": 2, "val_check_interval": 2, "log_every_n_steps": 1,
+                              "enable_progress_bar": False, "enable_model_summary": False,
+                              "logger": {"class_path": "lightning.pytorch.loggers.TensorBoardLogger",
+                                         "init_args": {"save_dir": str(root / "runs")}}},
+                  "model": {"class_path": "lightning_modules.CausalLanguageModel",
+                            "init_args": {"model_name_or_path": str(model), "bcos": kind == "bcos", "b": 1.1,
+                                          "learning_rate": 1e-2}},
+                  "data": {"class_path": "datamodules.LanguageModelingDataModule",
+                           "init_args": {"dataset": str(text), "block_size": 16, "batch_size": 4,
+                                         "max_eval_blocks": 2}}}
+        configs[kind] = str(root / f"decoder_{kind}.yaml")
+        Path(configs[kind]).write_text(json.dumps(config))
+    return configs
+
+
+def write_minimal_pairs(root: Path) -> Path:
+    """$BCOS_DATA_DIR with blimp/{agreement,island}.jsonl (3 rows each) and ioi/ioi.jsonl (4 rows)."""
+    rows = {"blimp/agreement": [("The dogs near the house", "are", "is", [1])] * 3,
+            "blimp/island": [("What did the cat see the", "man", "men", [2])] * 3,
+            "ioi/ioi": [("When Mary and John went to the store, John gave a drink to", "Mary", "John", [1])] * 4}
+    for name, pairs in rows.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / f"{name}.jsonl").write_text("".join(
+            json.dumps({"prefix": prefix, "target": target, "foil": foil, "evidence": evidence}) + "\n"
+            for prefix, target, foil, evidence in pairs))
+    return root
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +75,9 @@ def budget(tiny, tmp_path_factory) -> Path:  # noqa: F811
         "posthoc_methods": ["occlusion"],
         "faithfulness": {"datasets": ["tiny"]},
         "b_sweep": {"dataset": "tiny", "b_values": [1.5, 2.0]},
-        "ablation": {"dataset": "tiny", "ablations": ["full B-cos", "biases kept"]},
+        "ablation": {"dataset": "tiny", "ablations": ["biases kept", "full B-cos"]},  # rendered in this order
+        "decoders": {"configs": tiny_decoder_configs(root), "suites": {"blimp": 2, "ioi": None},
+                     "flags": ["--methods", "bcos,saliency", "--bootstrap-resamples", "100"]},
     }
     path = root / "budget.yaml"
     path.write_text(yaml.safe_dump(budget))
@@ -49,17 +86,20 @@ def budget(tiny, tmp_path_factory) -> Path:  # noqa: F811
 
 def test_every_experiment_runs_resumes_and_renders(budget, tmp_path, monkeypatch):
     monkeypatch.setattr(sys, "argv", ["run.py"])
+    monkeypatch.setenv("BCOS_DATA_DIR", str(write_minimal_pairs(tmp_path / "pairs")))
     run = load("run")
     work, results, doc = tmp_path / "work", tmp_path / "results", tmp_path / "RESULTS.md"
     options = ["--budget", str(budget), "--work", str(work), "--results", str(results), "--doc", str(doc)]
-    written = run.main(["faithfulness", "b_sweep", "ablation", *options])
+    experiments = ["faithfulness", "b_sweep", "ablation", "decoders"]
+    written = run.main([*experiments, *options])
 
     assert sorted(path.relative_to(results).as_posix() for path in written) == [
         "ablation/biases_kept.json", "ablation/full_B-cos.json", "b_sweep/b_=_1.5.json", "b_sweep/b_=_2.0.json",
-        "faithfulness/tiny.json"]
-    # the recipe's B-cos model (b = 1.5, biases removed) serves three cells and is trained once
+        "decoders/blimp.json", "decoders/ioi.json", "faithfulness/tiny.json"]
+    # the recipe's B-cos model (b = 1.5, biases removed) serves three cells and is trained once; so do the decoders
     assert sorted(path.stem for path in (work / "models").glob("*.json")) == [
-        "tiny-bcos", "tiny-bcos-b=2.0", "tiny-bcos-remove_biases=False", "tiny-conventional"]
+        "lm-bcos", "lm-conventional", "tiny-bcos", "tiny-bcos-b=2.0", "tiny-bcos-remove_biases=False",
+        "tiny-conventional"]
     conventional_args = json.loads((work / "models" / "tiny-conventional.json").read_text())["train_args"]
     assert conventional_args[:7] == ["fit", "--config", str(budget.parent / "tiny.yaml"), "--config",
                                      str(budget.parent / "conventional.yaml"), "--model.learning_rate", "0.002"]
@@ -84,12 +124,26 @@ def test_every_experiment_runs_resumes_and_renders(budget, tmp_path, monkeypatch
     assert render.with_interval(occlusion, "comprehensiveness") in text
     assert render.with_interval(occlusion, "bcos_minus_comprehensiveness", signed=True) in text
     assert "against the strongest post-hoc method in Comp on the conventional model, **occlusion**" in text
-    assert "| b = 1.5 |" in text and "| biases kept |" in text
+    assert "| b = 1.5 |" in text and text.index("| biases kept |") < text.index("| full B-cos |")  # the budget's order
+
+    # decoders: both decoders had the same training (2 steps), each suite its own rows, intervals on accuracy / MRR
+    decoder_args = {kind: json.loads((work / "models" / f"lm-{kind}.json").read_text()) for kind in ("bcos", "conventional")}
+    assert [record["steps"] for record in decoder_args.values()] == [2, 2]
+    blimp, ioi = (cells[f"decoders/{suite}.json"]["evaluation"] for suite in ("blimp", "ioi"))
+    assert [row["n_rows"] for row in blimp["skipped"]] == [2, 2, 4] and [row["n_rows"] for row in ioi["skipped"]] == [4, 4]
+    assert {(row["model"], row["method"]) for row in ioi["alignment"]} == {
+        ("-", "random"), ("bcos", "bcos"), ("conventional", "saliency")}
+    pooled = next(row for row in ioi["competence"] if row["model"] == "bcos" and row["subset"] == "all")
+    assert ioi["uncertainty"]["resamples"] == 100 and pooled["accuracy_low"] <= pooled["accuracy"] <= pooled["accuracy_high"]
+    assert "### ioi" in text and "all rows of each subset file, 100 bootstrap resamples" in text
+    assert "### blimp" in text and "the first 2 rows of each subset file" in text
+    assert f"| all | bcos | 4 | {render.with_interval({k: 100 * pooled[k] for k in ('accuracy', 'accuracy_low', 'accuracy_high')}, 'accuracy', 1)} |" in text
 
     before = {path: path.stat().st_mtime_ns for path in written}
     monkeypatch.setattr(run.train, "main", lambda args: pytest.fail(f"retrained: {args}"))
     monkeypatch.setattr(run.evaluate_command, "main", lambda argv: pytest.fail(f"re-evaluated: {argv}"))
-    again = run.main(["faithfulness", "b_sweep", "ablation", *options])
+    monkeypatch.setattr(run.evaluate_lm_command, "main", lambda argv: pytest.fail(f"re-evaluated: {argv}"))
+    again = run.main([*experiments, *options])
     assert {path: path.stat().st_mtime_ns for path in again} == before
     assert doc.read_text() == text
 
@@ -99,4 +153,4 @@ def test_bad_experiment_names_are_usage_errors(budget, tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
         run.main(["faithfullness", "--budget", str(budget), "--work", str(tmp_path)])
     assert exit_info.value.code == 2
-    assert "unknown experiment 'faithfullness'; known: faithfulness, b_sweep, ablation" in capsys.readouterr().err
+    assert "unknown experiment 'faithfullness'; known: faithfulness, b_sweep, ablation, decoders" in capsys.readouterr().err

@@ -7,7 +7,8 @@ HateXplain model appears in the faithfulness table, the B sweep and the ablation
 
 Everything that sets the scale is in the *budget* (a YAML file, ``benchmarks/paper/budgets/``): the training
 config per data set and kind, the overrides (steps), the evaluation split and sample size, the methods, and which
-cells to run. The same cells run at the paper's scale with another budget.
+cells to run. The same cells run at the paper's scale with another budget. The decoder experiment has one cell per
+minimal-pair suite, both on the same two decoders (B-cos and conventional, the budget's ``decoders`` configs).
 """
 from __future__ import annotations
 
@@ -26,17 +27,21 @@ ABLATIONS = {
     "head activations kept": {"keep_head_activations": True},
     "b = 1 (no alignment pressure)": {"b": 1.0},
 }
-EXPERIMENTS = ("faithfulness", "b_sweep", "ablation")
+EXPERIMENTS = ("faithfulness", "b_sweep", "ablation", "decoders")
+#: the minimal-pair suites of the decoder experiment and the rows read per subset file (None: all)
+DECODER_SUITES = {"blimp": 100, "ioi": None}
 
 
 @dataclass(frozen=True)
 class TrainedModel:
     """A model to train: ``kind`` (``bcos`` or ``conventional``) on ``dataset`` with ``SequenceClassifier``
-    ``options`` over the budget's config."""
+    ``options`` over the budget's config; ``task`` ``lm``: a decoder from the budget's ``decoders`` configs
+    (``dataset`` then only names it)."""
 
     dataset: str
     kind: str
     options: tuple[tuple[str, Any], ...] = ()
+    task: str = "classification"
 
     @property
     def key(self) -> str:
@@ -72,8 +77,14 @@ def cells(experiment: str, budget: dict[str, Any]) -> list[Cell]:
     """The cells of ``experiment`` that ``budget`` selects (its ``<experiment>`` entry: ``datasets`` for the
     faithfulness table; ``dataset`` and ``b_values`` for the sweep; ``dataset`` and ``ablations`` for the ablation;
     the faithfulness table's post-hoc methods are ``posthoc_methods``, also run on the B-cos model unless
-    ``posthoc_on_bcos: false``)."""
+    ``posthoc_on_bcos: false``; the decoders' ``suites``: rows per subset file by suite, default
+    :data:`DECODER_SUITES`)."""
     selection = budget.get(experiment) or {}
+    if experiment == "decoders":
+        bcos, conventional = (TrainedModel("lm", kind, task="lm") for kind in ("bcos", "conventional"))
+        return [Cell(experiment, suite, suite, bcos, conventional,
+                     ("--max-examples", str(rows)) if rows is not None else ())
+                for suite, rows in (selection.get("suites") or DECODER_SUITES).items()]
     if experiment == "faithfulness":
         flags = ("--methods", ",".join(["bcos", *budget["posthoc_methods"]]))
         if budget.get("posthoc_on_bcos", True):

@@ -7,7 +7,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-#: the paper's claim beside each experiment (Wang et al., B-cos LM)
+#: the paper's claim beside each experiment (Wang et al., B-cos LM); for the decoders, the claim this project checks
 PAPER = {
     "faithfulness": "B-cos explanations ahead of the strongest post-hoc method by +14.63 comprehensiveness on "
                     "average, with the best sufficiency and sequence pointing game.",
@@ -15,9 +15,12 @@ PAPER = {
                "more attribution on special tokens and more positive predictions.",
     "ablation": "every B-cos adaptation matters: removing bias removal, BCE, head-activation removal or alignment "
                 "pressure (b = 1) each costs faithfulness.",
+    "decoders": "a B-cos decoder keeps the minimal-pair competence of "
+                "the same decoder given the same continued training conventionally, and its exact contrastive "
+                "explanations find the evidence at least as well as post-hoc ones on the conventional decoder.",
 }
 TITLES = {"faithfulness": "Faithfulness: B-cos vs post-hoc explanations", "b_sweep": "The B sweep",
-          "ablation": "Ablation of the B-cos adaptations"}
+          "ablation": "Ablation of the B-cos adaptations", "decoders": "Decoders: minimal pairs (BLiMP, IOI)"}
 SCORES = ("comprehensiveness", "sufficiency", "seqpg", "plausibility_auprc")
 HEADERS = {"comprehensiveness": "Comp ↑", "sufficiency": "Suff ↓", "seqpg": "SeqPG ↑",
            "plausibility_auprc": "AUPRC ↑", "entropy": "entropy", "special_token_share": "special share"}
@@ -114,6 +117,38 @@ def sweep_section(cells: list[dict[str, Any]], label: str) -> list[str]:
     return [caption(cells[0]), "", *table(header, lines), ""]
 
 
+def decoder_section(cell: dict[str, Any]) -> list[str]:
+    """One suite: competence per subset and model, and the evidence alignment pooled over the suite's subsets."""
+    evaluation = cell["evaluation"]
+    settings, uncertainty = evaluation["settings"], evaluation["uncertainty"]
+    rows = settings.get("max_examples")
+    trained = "; ".join(f"{kind} `{info['key']}`: " + (f"trained {info['training']['steps']} steps"
+                                                         if info.get("training") else f"reused `{info['export']}`")
+                        for kind, info in cell["models"].items())
+    out = [f"### {cell['dataset']}", "",
+           f"*{cell['dataset']}, {'the first ' + str(rows) if rows else 'all'} rows of each subset file, "
+           f"{uncertainty['resamples']} bootstrap resamples (seed {uncertainty['seed']}); {cell.get('caption', '')} "
+           f"{trained}. Command: `{settings.get('command', '')}`*", "",
+           *table(["subset", "model", "pairs", "accuracy % [95 % CI]", "p(target) − p(foil)"],
+                  [[row["subset"], row["model"], str(row["n_pairs"]),
+                    with_interval({name: 100 * row[name] if row.get(name) is not None else None
+                                   for name in ("accuracy", "accuracy_low", "accuracy_high")}, "accuracy", 1),
+                    number(row["probability_gap"], 4)] for row in evaluation["competence"]]), "",
+           "Evidence alignment, pooled over the subsets (MRR of the best-ranked evidence word; `random`: chance):", "",
+           *table(["explained model", "method", "pairs", "MRR ↑ [95 % CI]", "evidence share ↑", "s / pair"],
+                  [[row["model"], row["method"], str(row["n_pairs"]), with_interval(row, "mrr", 3),
+                    number(row["evidence_share"], 3), number(row["seconds_per_pair"], 4)]
+                   for row in evaluation["alignment"] if row["subset"] == "all"]), ""]
+    pooled = {row["model"]: row for row in evaluation["competence"] if row["subset"] == "all"}
+    if {"bcos", "conventional"} <= set(pooled):
+        bcos, conventional = pooled["bcos"], pooled["conventional"]
+        apart = bcos["accuracy_low"] > conventional["accuracy_high"] or conventional["accuracy_low"] > bcos["accuracy_high"]
+        out += [f"Reading: pooled accuracy B-cos {number(100 * bcos['accuracy'], 1)} % vs conventional "
+                f"{number(100 * conventional['accuracy'], 1)} %: the intervals "
+                f"{'do not overlap' if apart else 'overlap (no difference shown)'}.", ""]
+    return out
+
+
 def render(results: Path) -> str:
     """The whole of docs/RESULTS.md from ``results/<experiment>/*.json``."""
     out = ["# Results: the paper's experiments on this codebase", "",
@@ -122,14 +157,16 @@ def render(results: Path) -> str:
            "examples; a paired interval of B-cos − method that includes 0 is a tie.", ""]
     for experiment, title in TITLES.items():
         files = sorted((results / experiment).glob("*.json"))
-        out += [f"## {title}", "", f"The paper: {PAPER[experiment]}", ""]
+        claim = "Checked here (issue 11)" if experiment == "decoders" else "The paper"
+        out += [f"## {title}", "", f"{claim}: {PAPER[experiment]}", ""]
         if not files:
             out += ["Not run yet.", ""]
             continue
-        cells = [json.loads(path.read_text()) for path in files]
-        if experiment == "faithfulness":
+        cells = sorted((json.loads(path.read_text()) for path in files), key=lambda cell: cell.get("position", 0))
+        if experiment in ("faithfulness", "decoders"):
+            section = faithfulness_section if experiment == "faithfulness" else decoder_section
             for cell in cells:
-                out += faithfulness_section(cell)
+                out += section(cell)
         else:
             out += sweep_section(cells, "b" if experiment == "b_sweep" else "variant")
     return "\n".join(out).rstrip() + "\n"

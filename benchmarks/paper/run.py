@@ -2,11 +2,13 @@
 
     python benchmarks/paper/run.py faithfulness --budget benchmarks/paper/budgets/cpu.yaml --work /work/paper
     python benchmarks/paper/run.py b_sweep ablation --budget benchmarks/paper/budgets/cpu.yaml --work /work/paper
+    python benchmarks/paper/run.py decoders --work /work/paper    # B-cos vs conventional SmolLM2, the same training
     python benchmarks/paper/run.py --render-only          # regenerate docs/RESULTS.md from the cells' JSON
 
 Each experiment trains what its cells need with ``train.py fit`` (the budget's configs per data set and kind, composed
 in order, its ``train_overrides`` and ``kind_overrides``, plus the cell's ``SequenceClassifier`` options; each model once, its export recorded in ``<work>/models/<key>.json``),
-evaluates each cell with ``python -m bcos.evaluate`` and writes one JSON per cell into ``--results``
+evaluates each cell with ``python -m bcos.evaluate`` (decoders: ``python -m bcos.evaluate.lm`` on one minimal-pair
+suite) and writes one JSON per cell into ``--results``
 (``<results>/<experiment>/<cell>.json``: the models' keys and exports and the evaluation's results, which hold
 the models' accuracy and macro-F1 on the evaluated examples). Rerunning skips every model and cell already done, so an interrupted run continues where it
 stopped. ``--reuse KEY=FOLDER`` takes an existing export for a model key instead of training it. Finally the tables
@@ -28,6 +30,7 @@ sys.path[:0] = [str(REPO_ROOT), str(Path(__file__).resolve().parent)]  # this ch
 
 import train  # noqa: E402
 from bcos.cli import evaluate as evaluate_command  # noqa: E402
+from bcos.cli import evaluate_lm as evaluate_lm_command  # noqa: E402
 from experiments import EXPERIMENTS, Cell, TrainedModel, cells  # noqa: E402
 from render import render  # noqa: E402
 
@@ -46,11 +49,12 @@ def train_model(model: TrainedModel, budget: dict[str, Any], work: Path) -> Path
     record = work / "models" / f"{model.key}.json"
     if record.is_file():
         return Path(json.loads(record.read_text())["export"])
-    configs = budget["configs"][model.kind]
+    settings = budget if model.task == "classification" else budget["decoders"]  # where its configs are
+    configs = settings["configs"][model.kind]
     args = ["fit"]
     for config in [configs] if isinstance(configs, str) else configs:
         args += ["--config", config.format(dataset=model.dataset)]
-    overrides = [*budget.get("train_overrides", []), *budget.get("kind_overrides", {}).get(model.kind, [])]
+    overrides = [*settings.get("train_overrides", []), *settings.get("kind_overrides", {}).get(model.kind, [])]
     args += [*map(str, overrides),
              "--trainer.logger.init_args.save_dir", str(work / "runs"), "--trainer.logger.init_args.name", model.key]
     for name, value in model.options:
@@ -81,27 +85,32 @@ def evaluation_settings(cell: Cell, budget: dict[str, Any]) -> tuple[str, str, i
             evaluation["max_length"][cell.dataset])
 
 
-def run_cell(cell: Cell, budget: dict[str, Any], work: Path, results: Path, reuse: dict[str, Path]) -> Path:
+def run_cell(cell: Cell, budget: dict[str, Any], work: Path, results: Path, reuse: dict[str, Path],
+             position: int = 0) -> Path:
     """Trains the cell's models (unless reused or done), evaluates, and writes the cell's JSON (skipped when it
-    exists)."""
+    exists; ``position``: the cell's place in its experiment, the row order of the rendered table)."""
     out = results / cell.experiment / f"{slug(cell.name)}.json"
     if out.is_file():
         return out
     exports = {model.kind: reuse.get(model.key) or train_model(model, budget, work) for model in cell.models}
     trainings = {model.kind: training_record(model, work) for model in cell.models}
-    dataset, split, max_examples, max_length = evaluation_settings(cell, budget)
-    argv = ["--bcos", str(exports["bcos"]), "--dataset", dataset, "--split", split, "--max-length", str(max_length),
-            "--out", str(work / "evaluations" / cell.experiment / slug(cell.name)), *cell.flags,
-            *map(str, budget["evaluate"].get("flags", []))]
-    if "conventional" in exports:
-        argv += ["--conventional", str(exports["conventional"])]
-    if max_examples is not None:
-        argv += ["--max-examples", str(max_examples)]
-    evaluation = evaluate_command.main(argv)
+    argv = [*(argument for kind, export in exports.items() for argument in (f"--{kind}", str(export))),
+            "--out", str(work / "evaluations" / cell.experiment / slug(cell.name)), *cell.flags]
+    if cell.experiment == "decoders":
+        split = None
+        evaluation = evaluate_lm_command.main([*argv, "--suites", cell.dataset, "--no-progress",
+                                               *map(str, budget["decoders"].get("flags", []))])
+    else:
+        dataset, split, max_examples, max_length = evaluation_settings(cell, budget)
+        argv += ["--dataset", dataset, "--split", split, "--max-length", str(max_length),
+                 *map(str, budget["evaluate"].get("flags", []))]
+        if max_examples is not None:
+            argv += ["--max-examples", str(max_examples)]
+        evaluation = evaluate_command.main(argv)
     out.parent.mkdir(parents=True, exist_ok=True)
     partial = out.with_suffix(".partial")
     partial.write_text(json.dumps({
-        "experiment": cell.experiment, "cell": cell.name, "dataset": cell.dataset, "split": split,
+        "experiment": cell.experiment, "cell": cell.name, "position": position, "dataset": cell.dataset, "split": split,
         "models": {model.kind: {"key": model.key, "options": dict(model.options), "export": str(exports[model.kind]),
                                 "training": trainings[model.kind]} for model in cell.models},
         "budget": budget.get("name", "unnamed"), "caption": budget.get("caption", ""),
@@ -144,10 +153,10 @@ def main(argv: Sequence[str] | None = None) -> list[Path]:
     budget = yaml.safe_load(args.budget.read_text())
     written = []
     for experiment in args.experiments:
-        for cell in cells(experiment, budget):
+        for position, cell in enumerate(cells(experiment, budget)):
             if args.only and cell.name not in args.only:
                 continue
-            written.append(run_cell(cell, budget, args.work, args.results, dict(args.reuse)))
+            written.append(run_cell(cell, budget, args.work, args.results, dict(args.reuse), position))
     args.doc.parent.mkdir(parents=True, exist_ok=True)
     args.doc.write_text(render(args.results))
     print(f"wrote {len(written)} cells under {args.results} and {args.doc}")
