@@ -5,7 +5,7 @@
     python train.py fit --config configs/base.yaml --config configs/data/sst2.yaml --trainer.max_steps 1000
     python train.py fit --config configs/base.yaml --config configs/data/sst2.yaml --ckpt_path last  # resume
     python train.py fit --config configs/base.yaml --config configs/data/sst2.yaml --trainer.strategy ddp --trainer.devices 2
-    python train.py fit --config configs/decoders/smollm2_bcos.yaml            # a decoder LM (configs/decoders/)
+    python train.py fit --config configs/decoders/base.yaml --config configs/decoders/smollm2.yaml  # a decoder LM
     python train.py fit --config configs/base.yaml --config configs/data/sst2.yaml --print_config
 
 The model is named once (``model.model_name_or_path``; the data's tokenizer follows it), and so is the number
@@ -114,8 +114,10 @@ def default_run_name(model: Namespace, data: Namespace) -> str | None:
     if not source:
         return None
     parts = [Path(str(source).rstrip("/")).name]
-    if data.get("dataset"):
-        parts.append(Path(str(data.dataset).rstrip("/")).stem)
+    datasets = data.get("dataset")
+    if datasets:
+        datasets = datasets if isinstance(datasets, (list, tuple)) else [datasets]
+        parts.append("+".join(Path(str(dataset).rstrip("/")).stem for dataset in datasets))
     if model.get("bcos") is not None:
         parts.append("bcos" if model.bcos else "conventional")
     return "_".join(parts)

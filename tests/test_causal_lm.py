@@ -10,6 +10,7 @@ from pathlib import Path
 
 import lightning as L
 import pytest
+import yaml
 import torch
 import transformers
 
@@ -155,17 +156,42 @@ def _train_module():
     return train
 
 
-@pytest.mark.parametrize("config", sorted((REPO / "configs" / "decoders").glob("*.yaml")),
-                         ids=lambda path: path.stem)
-def test_decoder_configs_select_the_causal_lm_classes(config, capsys, monkeypatch):
+DECODER_RUNS = {  # the documented decoder runs: their overlays over configs/decoders/base.yaml, and what they train
+    "smollm2": (["decoders/smollm2.yaml"], "HuggingFaceTB/SmolLM2-135M-Instruct", True, None),
+    "smollm2-conventional": (["decoders/smollm2.yaml", "conventional.yaml"], "HuggingFaceTB/SmolLM2-135M-Instruct",
+                             False, None),
+    "smollm2-lora": (["decoders/smollm2.yaml", "decoders/lora.yaml"], "HuggingFaceTB/SmolLM2-135M-Instruct", True, 8),
+    "gpt2": (["decoders/gpt2.yaml"], "openai-community/gpt2", True, None),
+    "gpt2-conventional": (["decoders/gpt2.yaml", "conventional.yaml"], "openai-community/gpt2", False, None),
+}
+
+
+def decoder_config_arguments(overlays: list[str]) -> list[str]:
+    return [argument for name in ["decoders/base.yaml", *overlays] for argument in ("--config", str(REPO / "configs" / name))]
+
+
+@pytest.mark.parametrize("run", DECODER_RUNS)
+def test_decoder_configs_compose_into_the_documented_runs(run, capsys, monkeypatch):
+    overlays, model_name, bcos_flag, lora_rank = DECODER_RUNS[run]
     monkeypatch.setattr(sys, "argv", ["train.py"])
     with pytest.raises(SystemExit) as exit_info:
-        _train_module().main(["fit", "--config", str(config), "--print_config"])
+        _train_module().main(["fit", *decoder_config_arguments(overlays), "--print_config"])
     assert exit_info.value.code in (0, None)
-    printed = capsys.readouterr().out
-    assert "class_path: lightning_modules.CausalLanguageModel" in printed
-    assert "class_path: datamodules.LanguageModelingDataModule" in printed
-    assert f"bcos: {'true' if config.stem.endswith('_bcos') else 'false'}" in printed
+    config = yaml.safe_load(capsys.readouterr().out)
+    assert config["model"]["class_path"] == "lightning_modules.CausalLanguageModel"
+    assert config["data"]["class_path"] == "datamodules.LanguageModelingDataModule"
+    init = config["model"]["init_args"]
+    assert (init["model_name_or_path"], init["bcos"]) == (model_name, bcos_flag)
+    assert (init["lora"] or {}).get("r") == lora_rank
+    # CausalLanguageModel's defaults (the paper's b), not the default SequenceClassifier's that jsonargparse would keep
+    assert (init["b"], init["normalize_weights"]) == (1.1, False)
+    assert init["learning_rate"] == (1e-3 if lora_rank else 1e-4)
+
+
+def test_every_decoder_config_is_used_by_a_documented_run():
+    used = {"decoders/base.yaml", *(name for overlays, *_ in DECODER_RUNS.values() for name in overlays)}
+    shipped = {f"decoders/{path.name}" for path in (REPO / "configs" / "decoders").glob("*.yaml")}
+    assert shipped <= used
 
 
 def test_train_py_fits_a_decoder_and_exports_a_bcos_model(tiny, monkeypatch):

@@ -19,7 +19,7 @@ pytestmark = [pytest.mark.usefixtures("one_thread"), pytest.mark.filterwarnings(
               pytest.mark.filterwarnings("ignore::FutureWarning")]
 IDS = torch.tensor([[101, 2204, 2143, 2182, 102], [101, 2919, 2143, 102, 0]])
 MASK = (IDS != 0).long()
-CONFIG = Path(__file__).parents[1] / "configs" / "decoders" / "smollm2_lora_bcos.yaml"
+CONFIGS = Path(__file__).parents[1] / "configs"
 
 
 def logits(model: torch.nn.Module) -> torch.Tensor:
@@ -93,7 +93,9 @@ def test_lora_and_annealing_are_refused_together(tiny):
 
 
 def test_the_smollm2_lora_config_trains_a_bcos_smollm2_with_adapters():
-    init = yaml.safe_load(CONFIG.read_text())["model"]["init_args"]
+    init = {}  # the documented LoRA run: base, SmolLM2 and LoRA overlays, later ones overriding
+    for name in ("decoders/base.yaml", "decoders/smollm2.yaml", "decoders/lora.yaml"):
+        init.update(yaml.safe_load((CONFIGS / name).read_text())["model"]["init_args"])
     assert init["model_name_or_path"] == "HuggingFaceTB/SmolLM2-135M-Instruct" and init["bcos"] is True
     assert init["lora"]["r"] == 8
     module = CausalLanguageModel(**init)

@@ -278,6 +278,8 @@ def test_a_run_without_a_name_is_named_after_its_model_data_and_kind():
     assert train.default_run_name(namespace(model_name_or_path="/models/tiny/", bcos=False),
                                   namespace(dataset="/data/reviews.jsonl")) == "tiny_reviews_conventional"
     assert train.default_run_name(namespace(model_name_or_path="gpt2"), namespace(dataset=None)) == "gpt2"
+    assert train.default_run_name(namespace(model_name_or_path="HuggingFaceTB/SmolLM2-135M-Instruct", bcos=True),
+                                  namespace(dataset=["sst2", "imdb"])) == "SmolLM2-135M-Instruct_sst2+imdb_bcos"
     assert train.default_run_name(namespace(), namespace(dataset="sst2")) is None
 
 

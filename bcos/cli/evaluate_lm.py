@@ -1,7 +1,7 @@
 """``python -m bcos.evaluate.lm``: a B-cos decoder and a conventional one (e.g. the original) on BLiMP and IOI
 minimal pairs.
 
-    python -m bcos.evaluate.lm --bcos runs/smollm2_bcos/version_0/hf_export \\
+    python -m bcos.evaluate.lm --bcos runs/SmolLM2-135M-Instruct_sst2+ag_news+imdb+hatexplain_bcos/version_0/hf_export \\
         --conventional HuggingFaceTB/SmolLM2-135M-Instruct --suites blimp,ioi --max-examples 100 --out results/lm
 
 Competence (target-over-foil accuracy, probability gap) of each model, and the evidence alignment of each
