@@ -10,7 +10,8 @@
 
 The model is named once (``model.model_name_or_path``; the data's tokenizer follows it), and so is the number
 of labels (``model.num_labels``; by default inferred from the data). TensorBoard logs go to
-``runs/<name>/version_<n>/`` (a logger given no name: ``<model>_<dataset>_<bcos|conventional>``, ``default_run_name``) (a folder of its own per run: ``claim_run_folder``), checkpoints to its ``checkpoints/``
+``runs/<name>/version_<n>/`` (a folder of its own per run: ``claim_run_folder``; a logger given no name:
+``<model>_<dataset>_<bcos|conventional>``, ``default_run_name``), checkpoints to its ``checkpoints/``
 (the best by the module's monitor, and ``last.ckpt``: the state at the latest validation, or at the step reached when
 SIGINT, SIGTERM or an exception stopped the run) and the best model in Hugging Face format to its ``hf_export/``.
 ``fit --ckpt_path last`` continues the newest run of that name that has a ``last.ckpt`` (optimizer, schedule

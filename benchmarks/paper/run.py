@@ -6,8 +6,8 @@
     python benchmarks/paper/run.py --render-only          # regenerate docs/RESULTS.md from the cells' JSON
 
 Each experiment trains what its cells need with ``train.py fit`` (the budget's configs per data set and kind, composed
-in order, its ``train_overrides`` and ``kind_overrides``, plus the cell's ``SequenceClassifier`` options; each model once, its export recorded in ``<work>/models/<key>.json``),
-evaluates each cell with ``python -m bcos.evaluate`` (decoders: ``python -m bcos.evaluate.lm`` on one minimal-pair
+in order, its ``train_overrides`` and ``kind_overrides``, plus the cell's ``SequenceClassifier`` options; each model
+once, its export recorded in ``<work>/models/<key>.json``), evaluates each cell with ``python -m bcos.evaluate`` (decoders: ``python -m bcos.evaluate.lm`` on one minimal-pair
 suite) and writes one JSON per cell into ``--results``
 (``<results>/<experiment>/<cell>.json``: the models' keys and exports and the evaluation's results, which hold
 the models' accuracy and macro-F1 on the evaluated examples). Rerunning skips every model and cell already done, so an interrupted run continues where it
