@@ -2,6 +2,7 @@
 writes one JSON per cell, resumes without redoing anything, and renders the tables from the JSON."""
 from __future__ import annotations
 
+import argparse
 import importlib.util
 import json
 import sys
@@ -154,3 +155,14 @@ def test_bad_experiment_names_are_usage_errors(budget, tmp_path, capsys):
         run.main(["faithfullness", "--budget", str(budget), "--work", str(tmp_path)])
     assert exit_info.value.code == 2
     assert "unknown experiment 'faithfullness'; known: faithfulness, b_sweep, ablation, decoders" in capsys.readouterr().err
+
+
+def test_reuse_splits_at_the_equals_sign_before_an_existing_folder(tmp_path, monkeypatch):
+    monkeypatch.setattr(sys, "argv", ["run.py"])
+    run = load("run")
+    export = tmp_path / "runs" / "hatexplain-bcos-b=2.0" / "hf_export"
+    export.mkdir(parents=True)
+    assert run.parse_reuse(f"hatexplain-bcos-b=2.0={export}") == ("hatexplain-bcos-b=2.0", export)
+    assert run.parse_reuse(f"sst2-bcos={export}") == ("sst2-bcos", export)
+    with pytest.raises(argparse.ArgumentTypeError, match="--reuse takes KEY=FOLDER with an existing export folder"):
+        run.parse_reuse(f"sst2-bcos={tmp_path / 'missing'}")

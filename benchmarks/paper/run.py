@@ -125,10 +125,13 @@ def slug(name: str) -> str:
 
 
 def parse_reuse(text: str) -> tuple[str, Path]:
-    key, separator, folder = text.partition("=")
-    if not separator or not Path(folder).is_dir():
-        raise argparse.ArgumentTypeError(f"--reuse takes KEY=FOLDER with an existing export folder, got {text!r}")
-    return key, Path(folder)
+    """``KEY=FOLDER``, split at the ``=`` after which an existing folder follows (keys such as ``hatexplain-bcos-b=2.0``
+    and folders may contain ``=`` themselves)."""
+    for position in (index for index, character in enumerate(text) if character == "="):
+        key, folder = text[:position], text[position + 1:]
+        if key and Path(folder).is_dir():
+            return key, Path(folder)
+    raise argparse.ArgumentTypeError(f"--reuse takes KEY=FOLDER with an existing export folder, got {text!r}")
 
 
 def main(argv: Sequence[str] | None = None) -> list[Path]:
