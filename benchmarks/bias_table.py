@@ -8,7 +8,8 @@ community's identity words into one JSON, and print the Markdown tables of BENCH
         --model "conventional" runs/hatexplain-conventional/version_0/hf_export input_x_gradient
 
 Each ``--model NAME EXPORT METHOD`` is explained with METHOD (``bcos`` for a B-cos model; a post-hoc method for a
-conventional one). The corpora and reports stay under ``--work`` (an interrupted run continues where it stopped).
+conventional one). The corpora and reports stay under ``--work``: an interrupted run continues where it stopped, and a
+corpus written before (e.g. by this script for one model at a time, in parallel) is only read.
 """
 from __future__ import annotations
 
@@ -16,7 +17,6 @@ import argparse
 import json
 import re
 import sys
-import time
 from pathlib import Path
 
 import pandas as pd
@@ -37,11 +37,9 @@ def slug(name: str) -> str:
 def analyse(name: str, export: str, method: str, args: argparse.Namespace) -> dict:
     """Explains the split with ``method``, analyses it, and returns the model's summary row."""
     corpus_dir, report_dir = args.work / slug(name) / "corpus", args.work / slug(name) / "report"
-    started = time.perf_counter()
     explain_corpus.main(["--model", export, "--dataset", args.dataset, "--split", args.split, "--method", method,
                          "--keep-columns", "id,annotator_targets", "--max-length", str(args.max_length),
                          "--out", str(corpus_dir), *(["--max-examples", str(args.max_examples)] if args.max_examples else [])])
-    explain_seconds = time.perf_counter() - started
     result = analyze.main(["--corpus", str(corpus_dir), "--out", str(report_dir), "--normal-class", args.normal_class])
     rows = read_corpus(corpus_dir).rows
     aucs = pd.read_csv(report_dir / "bias_aucs.csv")
@@ -52,7 +50,7 @@ def analyse(name: str, export: str, method: str, args: argparse.Namespace) -> di
                      .groupby("community", sort=False)["weighted"].sum())
     return {"name": name, "export": export, "method": method, "examples": len(rows),
             "accuracy": float((rows["prediction"] == rows["label"]).mean()),
-            "explain_seconds": explain_seconds, "bias_means": result["bias_means"],
+            "bias_means": result["bias_means"],
             "aucs": aucs.to_dict(orient="records"), "identity_shares": identity.to_dict(orient="records"),
             "identity_absolute_share": per_community.to_dict(), "report": str(report_dir / "report.html")}
 
