@@ -1,7 +1,7 @@
 """``python -m bcos.explain_corpus``: explain every example of a data set split and write the explanations to
 Parquet or JSONL shards (resumable; split across processes when several devices are given).
 
-    python -m bcos.explain_corpus --model runs/hatexplain/version_0/hf_export --dataset hatexplain --split test \\
+    python -m bcos.explain_corpus --model runs/all-MiniLM-L6-v2_hatexplain_bcos/version_0/hf_export --dataset hatexplain --split test \\
         --keep-columns id,annotator_targets --out corpora/hatexplain_test
     python -m bcos.explain_corpus --model ... --dataset reviews.csv --split train --device cuda:0,cuda:1 --out ...
 
