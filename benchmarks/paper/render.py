@@ -114,7 +114,8 @@ def sweep_section(cells: list[dict[str, Any]], label: str) -> list[str]:
                       number(row.get("special_token_share"), 3),
                       *(f"{number(row.get(f'predicted_rate_{k}'), 3)} ({number(row.get(f'label_rate_{k}'), 3)})"
                         for k in classes)])
-    return [caption(cells[0]), "", *table(header, lines), ""]
+    return [caption(cells[0]), "", *table(header, lines), "",
+            *(f"- {cell['cell']}: {model_line(cell)}" for cell in cells), ""]
 
 
 def decoder_section(cell: dict[str, Any]) -> list[str]:
