@@ -339,6 +339,65 @@ def test_a_late_write_failure_keeps_the_results_in_a_reported_folder(tiny, tmp_p
     assert row["method"] == "bcos" and len(row["per_example"]["comprehensiveness"]) == 12
 
 
+def test_an_interrupted_evaluation_continues_with_the_methods_not_yet_done(tiny, tmp_path, monkeypatch):
+    """The first run is interrupted while scoring its second method; rerunning scores only that one and writes
+    the table a run without interruption writes; another setting or ``--fresh`` recomputes everything."""
+    import bcos.cli.evaluate as command
+
+    scored = []
+
+    def counted(classifier, explainer, *args, **kwargs):
+        scored.append(type(explainer).__name__)
+        if interrupt_at == len(scored):
+            raise KeyboardInterrupt
+        return score_method(classifier, explainer, *args, **kwargs)
+
+    score_method = command.score_method
+    monkeypatch.setattr(command, "score_method", counted)
+    methods = ["--methods", "bcos,saliency", "--metrics", "comprehensiveness,sufficiency,seqpg,entropy"]
+    interrupt_at = 2
+    with pytest.raises(KeyboardInterrupt):
+        run(tiny, tmp_path / "out", *methods)
+    assert sorted(path.name for path in (tmp_path / "out" / command.SAVED).iterdir()) == ["bcos__bcos.pt"]
+    assert not (tmp_path / "out" / "results.json").exists()
+
+    interrupt_at, scored[:] = 0, []
+    resumed = run(tiny, tmp_path / "out", *methods)
+    assert len(scored) == 1 and resumed["reused_results"] == ["bcos (bcos)"]
+    uninterrupted = run(tiny, tmp_path / "whole", *methods)
+    assert len(scored) == 3 and uninterrupted["reused_results"] == []
+    for row, reference in zip(resumed["results"], uninterrupted["results"], strict=True):
+        assert row.keys() == reference.keys()
+        for name, value in row.items():
+            if name != "seconds_per_example":
+                assert value == reference[name] or (value != value and reference[name] != reference[name]), name
+
+    scored[:] = []
+    run(tiny, tmp_path / "out", *methods, "--fractions", "0.5")  # other settings: nothing is reused
+    assert len(scored) == 2
+    scored[:] = []
+    again = run(tiny, tmp_path / "out", *methods, "--fractions", "0.5", "--fresh")
+    assert len(scored) == 2 and again["reused_results"] == []
+
+
+def test_saved_results_are_keyed_by_the_weights_and_unreadable_files_are_named(tmp_path):
+    from bcos.evaluate.saved import load_result, model_digest
+
+    model = torch.nn.Linear(3, 2)
+    copy = torch.nn.Linear(3, 2)
+    copy.load_state_dict(model.state_dict())
+    assert model_digest(copy) == model_digest(model)
+    with torch.no_grad():
+        copy.weight[0, 0] += 1e-6
+    assert model_digest(copy) != model_digest(model)
+    broken = tmp_path / "bcos__bcos.pt"
+    broken.write_bytes(b"not a torch file")
+    with pytest.raises(ValueError) as error:
+        load_result(broken, "key")
+    assert str(error.value) == (f"cannot read the saved method result {broken} (UnpicklingError, the cause below); "
+                                "delete it to recompute")
+
+
 def test_max_examples_draws_a_seeded_sample_stratified_by_label(tiny, tmp_path):
     """A class-sorted file: the first N rows would all be of one class (and leave the pointing game without
     pairs); the sample has both classes in proportion, in file order, reproducibly with its seed."""

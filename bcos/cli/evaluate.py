@@ -9,6 +9,10 @@ a hub id, a Lightning ``.ckpt``). Writes ``results.json``, ``results.md`` and ``
 (checked to be writable before any work): every score with its bootstrap confidence interval, the paired interval
 of B-cos minus each post-hoc method, the per-example scores (JSON), the explanation entropy, the special-token
 share and the predicted-class rates. ``--max-examples N`` draws N rows stratified by label with ``--seed``.
+
+Each method's result is saved into ``--out/methods/`` as soon as it is scored: rerunning an interrupted command
+continues with the methods not yet done (a saved result is reused only for the same model weights, examples and
+settings; ``--fresh`` recomputes every method).
 """
 from __future__ import annotations
 
@@ -22,21 +26,24 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from ..data import Columns, Split, read_split, tokenize_split
+from ..data import Columns, Examples, Split, read_split, tokenize_split
 from ..evaluate.core import (METRICS, MethodResult, MetricSettings, check_fractions, check_metrics, predictions,
                              score_method, seqpg_instances)
 from ..evaluate.intervals import Bootstrap, paired_differences, score_intervals
 from ..evaluate.report import DIFFERENCE, FILES, write_report
+from ..evaluate.saved import load_result, model_digest, result_key, save_result, tensor_digest
 from ..explain import EXPLAINERS, explainer_for
 from ..explain.registry import check_explainer_params
 from ..handle import Model
 from ..loader import load
-from ..metrics import DEFAULT_FRACTIONS
+from ..metrics import DEFAULT_FRACTIONS, SeqPGInstances
 from .common import (add_bootstrap, add_comparison_models, add_device, add_max_examples, add_max_length,
                      max_length_for, names, new_parser, provenance)
 from .outputs import writable_folder
 
 PROG = "python -m bcos.evaluate"
+#: the folder of ``--out`` where each method's result is saved as soon as it is scored
+SAVED = "methods"
 POSTHOC = tuple(name for name in EXPLAINERS if name != "bcos")
 
 
@@ -102,6 +109,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--conventional-logit-scale", type=float, default=None)
     add_device(p)
     p.add_argument("--out", required=True, help="output folder (results.json, results.md, results.csv)")
+    p.add_argument("--fresh", action="store_true", help=f"recompute every method instead of reusing the results saved "
+                   f"in --out/{SAVED}/ by an earlier run with the same models, examples and settings")
     return p
 
 
@@ -199,6 +208,16 @@ def _warn_truncated_rationales(role: str, result: MethodResult, max_length: int)
                       f"the other {coverage['scored']}")
 
 
+def input_digest(classifier: Model, examples: Examples, instances: SeqPGInstances | None) -> dict[str, Any]:
+    """What a method's scores on ``classifier`` depend on besides the method and the metric settings: digests of
+    the model's weights and of the tokenised examples and pointing-game instances, its logit scale and link."""
+    return {"model": model_digest(classifier.model), "logit_scale": classifier.logit_scale, "link": classifier.link,
+            "examples": tensor_digest(examples.input_ids, examples.attention_mask, examples.labels, examples.word_ids,
+                                      examples.rationale),
+            "seqpg": None if instances is None else tensor_digest(instances.input_ids, instances.attention_mask,
+                                                                  instances.spans, instances.labels)}
+
+
 def evaluate(args: argparse.Namespace, runs: list[tuple[str, str]], models: dict[str, Model], split: Split,
              argv: Sequence[str] | None = None) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Score every ``(method, role)`` of ``runs`` on the rows of ``split``; returns the table rows and the settings
@@ -212,13 +231,24 @@ def evaluate(args: argparse.Namespace, runs: list[tuple[str, str]], models: dict
     predicted = {role: predictions(model, examples[role]) for role, model in models.items()}
     instances = {role: seqpg_instances(model, examples[role], settings) if "seqpg" in settings.metrics else None
                  for role, model in models.items()}
-    results, details, explainers = {}, {}, {}
+    inputs = {role: input_digest(model, examples[role], instances[role]) for role, model in models.items()}
+    results, details, explainers, reused_runs = {}, {}, {}, []
     for method, role in runs:
         classifier = models[role]
         explainer = explainer_for(classifier, method, args.method_params.get(method))
-        with tqdm(total=n_examples, desc=f"{method} ({role})", unit="ex") as bar:
-            results[method, role] = score_method(classifier, explainer, examples[role], instances[role], settings,
-                                                 bar.update)
+        saved = Path(args.out) / SAVED / f"{method}__{role}.pt"
+        key = result_key(method=method, explainer=_explainer_settings(explainer), metrics=vars(settings),
+                         inputs=inputs[role])
+        reused = None if args.fresh else load_result(saved, key)
+        if reused is not None:
+            print(f"{method} ({role}): reusing the result saved in {saved}")
+            results[method, role] = reused
+            reused_runs.append(f"{method} ({role})")
+        else:
+            with tqdm(total=n_examples, desc=f"{method} ({role})", unit="ex") as bar:
+                results[method, role] = score_method(classifier, explainer, examples[role], instances[role],
+                                                     settings, bar.update)
+            save_result(saved, key, results[method, role])
         details[f"{method} ({role})"] = results[method, role].settings
         explainers[f"{method} ({role})"] = _explainer_settings(explainer)
     for role in models:
@@ -250,6 +280,7 @@ def evaluate(args: argparse.Namespace, runs: list[tuple[str, str]], models: dict
                    for role, model in models.items()},
         "settings": {**vars(args), "metric_settings": vars(settings)},
         "explainers": explainers, "metric_settings_by_run": details,
+        "reused_results": reused_runs,  # runs read from --out/methods/ (an earlier, interrupted run scored them)
         **provenance(PROG, argv),
     }
     return table, summary
