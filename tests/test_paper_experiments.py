@@ -8,7 +8,9 @@ import json
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
+import torch
 import yaml
 
 from test_causal_lm import make_tiny_decoder, write_text_data
@@ -126,6 +128,19 @@ def test_every_experiment_runs_resumes_and_renders(budget, tmp_path, monkeypatch
     assert render.with_interval(occlusion, "bcos_minus_comprehensiveness", signed=True) in text
     assert "against the strongest post-hoc method in Comp on the conventional model, **occlusion**" in text
     assert "| b = 1.5 |" in text and text.index("| biases kept |") < text.index("| full B-cos |")  # the budget's order
+    # each sweep / ablation row against the recipe's row: the paired bootstrap of the per-example differences
+    reference, swept = (cells[f"b_sweep/b_=_{b}.json"] for b in ("1.5", "2.0"))
+    uncertainty = swept["evaluation"]["uncertainty"]
+    first, second = (np.array([np.nan if value is None else value for value in render.bcos_row(cell)["per_example"][
+        "comprehensiveness"]]) for cell in (swept, reference))
+    differences = torch.from_numpy((first - second)[np.isfinite(first - second)])
+    indices = torch.randint(len(differences), (uncertainty["resamples"], len(differences)),
+                            generator=torch.Generator().manual_seed(uncertainty["seed"]))
+    low, high = np.quantile(differences[indices].mean(dim=1).numpy(), [0.025, 0.975])
+    assert "Each b row minus the recipe's (b = 1.5), paired over the same examples" in text
+    assert f"| b = 2.0 | {differences.mean():+.2f} [{low:+.2f}, {high:+.2f}]" in text
+    assert "Each variant row minus the recipe's (full B-cos)" in text and "| biases kept | " in text.split(
+        "Each variant row minus")[1]
 
     # decoders: both decoders had the same training (2 steps), each suite its own rows, intervals on accuracy / MRR
     decoder_args = {kind: json.loads((work / "models" / f"lm-{kind}.json").read_text()) for kind in ("bcos", "conventional")}

@@ -7,6 +7,10 @@ import math
 from pathlib import Path
 from typing import Any
 
+import torch
+
+from bcos.metrics import Interval, paired_difference_interval
+
 #: the paper's claim beside each experiment (Wang et al., B-cos LM); for the decoders, the claim this project checks
 PAPER = {
     "faithfulness": "B-cos explanations ahead of the strongest post-hoc method by +14.63 comprehensiveness on "
@@ -26,6 +30,8 @@ HEADERS = {"comprehensiveness": "Comp ↑", "sufficiency": "Suff ↓", "seqpg": 
            "plausibility_auprc": "AUPRC ↑", "entropy": "entropy", "special_token_share": "special share"}
 #: for each score, whether a larger value is better (the sign of "B-cos ahead" in a paired difference)
 HIGHER_IS_BETTER = {"comprehensiveness": True, "sufficiency": False, "seqpg": True, "plausibility_auprc": True}
+#: the per-example scores by which a sweep's or an ablation's rows are compared with the recipe's row (paired)
+COMPARED = ("comprehensiveness", "sufficiency", "plausibility_auprc", "entropy", "special_token_share")
 
 
 def number(value: Any, decimals: int = 2, signed: bool = False) -> str:
@@ -115,7 +121,58 @@ def sweep_section(cells: list[dict[str, Any]], label: str) -> list[str]:
                       *(f"{number(row.get(f'predicted_rate_{k}'), 3)} ({number(row.get(f'label_rate_{k}'), 3)})"
                         for k in classes)])
     return [caption(cells[0]), "", *table(header, lines), "",
-            *(f"- {cell['cell']}: {model_line(cell)}" for cell in cells), ""]
+            *(f"- {cell['cell']}: {model_line(cell)}" for cell in cells), "", *comparison_with_recipe(cells, label)]
+
+
+def bcos_row(cell: dict[str, Any]) -> dict[str, Any]:
+    return next(row for row in cell["evaluation"]["results"] if row["method"] == "bcos")
+
+
+def paired_to(cell: dict[str, Any], reference: dict[str, Any], score: str) -> Interval | None:
+    """The paired bootstrap interval of ``cell`` − ``reference`` in ``score`` over their shared examples (the
+    cell's own resampling settings); None when either lacks per-example values or they scored other examples."""
+    values = [bcos_row(c).get("per_example", {}).get(score) for c in (cell, reference)]
+    if None in values or cell["evaluation"].get("example_rows") != reference["evaluation"].get("example_rows"):
+        return None
+    first, second = (torch.tensor([math.nan if v is None else v for v in vs], dtype=torch.float64) for vs in values)
+    uncertainty = cell["evaluation"]["uncertainty"]
+    return paired_difference_interval(first, second, uncertainty["level"], uncertainty["resamples"],
+                                      uncertainty["seed"])
+
+
+def comparison_with_recipe(cells: list[dict[str, Any]], label: str) -> list[str]:
+    """Each row minus the recipe's row (the cell whose B-cos model has no option over the recipe), paired over the
+    same examples, and a reading naming the differences whose interval excludes 0."""
+    reference = next((cell for cell in cells if not cell["models"]["bcos"]["options"]), None)
+    others = [cell for cell in cells if cell is not reference]
+    if reference is None or not others:
+        return []
+    scores = [score for score in COMPARED if bcos_row(reference).get("per_example", {}).get(score) is not None]
+    lines, significant = [], []
+    for cell in others:
+        line = [cell["cell"]]
+        for score in scores:
+            interval = paired_to(cell, reference, score)
+            if interval is None:
+                line.append("not paired")
+                continue
+            excluded = interval.excludes(0.0)
+            decimals = 2 if score in ("comprehensiveness", "sufficiency") else 3
+            line.append(f"{number(interval.mean, decimals, True)} [{number(interval.low, decimals, True)}, "
+                        f"{number(interval.high, decimals, True)}]{' *' if excluded else ''}")
+            if excluded:
+                direction = "higher" if interval.mean > 0 else "lower"
+                worse = score in HIGHER_IS_BETTER and (interval.mean > 0) != HIGHER_IS_BETTER[score]
+                significant.append(f"{cell['cell']}: {HEADERS[score]} {direction}"
+                                   f"{' (worse)' if worse else ' (better)' if score in HIGHER_IS_BETTER else ''}")
+        lines.append(line)
+    reading = ("; ".join(significant) + "; every other difference is a tie") if significant else (
+        "every difference is a tie (each interval includes 0)")
+    return [f"Each {label} row minus the recipe's ({reference['cell']}), paired over the same examples (95 % "
+            "bootstrap interval; `*`: it excludes 0):", "",
+            *table([label, *(HEADERS[score] for score in scores)], lines), "",
+            f"Reading: {reading}. Single trainings per row: the intervals cover the evaluated examples, not the "
+            "training seed.", ""]
 
 
 def decoder_section(cell: dict[str, Any]) -> list[str]:
