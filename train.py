@@ -32,6 +32,7 @@ import os
 import signal
 import sys
 from pathlib import Path
+from typing import Any
 
 from jsonargparse import Namespace
 from jsonargparse.typing import import_object
@@ -155,6 +156,27 @@ class TrainCLI(LightningCLI):
         parser.set_defaults({"lr_monitor.logging_interval": "step"})
         parser.add_lightning_class_args(ProgressLog, "progress_log")
         parser.link_arguments("model.init_args.model_name_or_path", "data.init_args.tokenizer")
+
+    def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
+        """LightningCLI's, with the model and data classes a config chose as the defaults: jsonargparse gives the
+        arguments a chosen class shares with the default class (``SequenceClassifier``, ``TextClassificationDataModule``)
+        the default class's values, not the chosen class's (jsonargparse issue #460; a decoder config would train with
+        SequenceClassifier's b). So a first parse finds the chosen classes and, when they are not the defaults, a
+        second parse with them as the defaults gives every argument a config does not set its own class's default."""
+        if isinstance(args, (dict, Namespace)):
+            return super().parse_arguments(parser, args)
+        argv = sys.argv[1:] if args is None else list(args)
+        probe = [arg for arg in argv if not arg.startswith("--print_config")]  # printed after the final parse only
+        self.config = parser.parse_args(probe)
+        subcommand = self.config.get("subcommand")
+        if subcommand is not None:
+            chosen = {key: self.config[subcommand][key].class_path for key in ("model", "data")}
+            if chosen != {"model": DEFAULT_MODEL, "data": DEFAULT_DATA}:
+                self._subcommand_parsers[subcommand].set_defaults(
+                    {key: {"class_path": class_path} for key, class_path in chosen.items()})
+            elif probe == argv:
+                return
+        self.config = parser.parse_args(argv)
 
     def _parse_ckpt_path(self) -> None:
         """LightningCLI replaces the configured model hyperparameters by a checkpoint's; a ``fit`` that resumes keeps

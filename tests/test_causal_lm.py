@@ -3,6 +3,7 @@ decoder configs (export reloads as a B-cos model)."""
 from __future__ import annotations
 
 import importlib.util
+import inspect
 import json
 import math
 import sys
@@ -186,6 +187,31 @@ def test_decoder_configs_compose_into_the_documented_runs(run, capsys, monkeypat
     # CausalLanguageModel's defaults (the paper's b), not the default SequenceClassifier's that jsonargparse would keep
     assert (init["b"], init["normalize_weights"]) == (1.1, False)
     assert init["learning_rate"] == (1e-3 if lora_rank else 1e-4)
+
+
+@pytest.mark.parametrize("explicit", [{}, {"b": 1.5, "normalize_weights": True}])
+def test_a_config_that_switches_classes_gets_the_chosen_classes_defaults(explicit, tmp_path, capsys, monkeypatch):
+    """Arguments CausalLanguageModel and LanguageModelingDataModule share with train.py's default classes take the
+    chosen classes' defaults (not SequenceClassifier's, as jsonargparse alone would give); set ones stay."""
+    from datamodules import LanguageModelingDataModule
+    from lightning_modules import CausalLanguageModel
+
+    config = {"model": {"class_path": "lightning_modules.CausalLanguageModel",
+                        "init_args": {"model_name_or_path": "tiny", **explicit}},
+              "data": {"class_path": "datamodules.LanguageModelingDataModule", "init_args": {"dataset": "text"}}}
+    (tmp_path / "switch.yaml").write_text(json.dumps(config))
+    monkeypatch.setattr(sys, "argv", ["train.py"])
+    with pytest.raises(SystemExit):
+        _train_module().main(["fit", "--config", str(tmp_path / "switch.yaml"), "--print_config"])
+    printed = yaml.safe_load(capsys.readouterr().out)
+    for key, cls, given in (("model", CausalLanguageModel, {"model_name_or_path": "tiny", **explicit}),
+                            ("data", LanguageModelingDataModule, {"dataset": "text"})):
+        defaults = {name: parameter.default for name, parameter in inspect.signature(cls).parameters.items()
+                    if parameter.default is not inspect.Parameter.empty and name != "tokenizer"}  # linked, not printed
+        init = printed[key]["init_args"]
+        assert {name: init[name] for name in defaults if name not in given} == {
+            name: value for name, value in defaults.items() if name not in given}
+        assert {name: init[name] for name in given} == given
 
 
 def test_every_decoder_config_is_used_by_a_documented_run():
