@@ -236,8 +236,9 @@ def evaluate(args: argparse.Namespace, runs: list[tuple[str, str]], models: dict
     for method, role in runs:
         classifier = models[role]
         explainer = explainer_for(classifier, method, args.method_params.get(method))
+        explainers[f"{method} ({role})"] = _explainer_settings(explainer)
         saved = Path(args.out) / SAVED / f"{method}__{role}.pt"
-        key = result_key(method=method, explainer=_explainer_settings(explainer), metrics=vars(settings),
+        key = result_key(method=method, explainer=explainers[f"{method} ({role})"], metrics=vars(settings),
                          inputs=inputs[role])
         reused = None if args.fresh else load_result(saved, key)
         if reused is not None:
@@ -250,7 +251,6 @@ def evaluate(args: argparse.Namespace, runs: list[tuple[str, str]], models: dict
                                                      settings, bar.update)
             save_result(saved, key, results[method, role])
         details[f"{method} ({role})"] = results[method, role].settings
-        explainers[f"{method} ({role})"] = _explainer_settings(explainer)
     for role in models:
         first = next((result for (method, run_role), result in results.items() if run_role == role), None)
         if first is not None:

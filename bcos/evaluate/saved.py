@@ -70,5 +70,6 @@ def load_result(path: Path, key: str) -> MethodResult | None:
         raise ValueError(f"{path} is not a saved method result of this version; delete it to recompute")
     if payload["key"] != key:
         return None
-    return MethodResult(dict(payload["scores"]), payload["seconds_per_example"], payload["attributions"], payload["n_seqpg_instances"],
-                        json.loads(payload["settings"]), payload["per_example"], payload["per_instance"])
+    return MethodResult(dict(payload["scores"]), payload["seconds_per_example"], payload["attributions"],
+                        payload["n_seqpg_instances"], json.loads(payload["settings"]), payload["per_example"],
+                        payload["per_instance"])
