@@ -172,6 +172,17 @@ def explicit_interval(values: list, resamples: int, seed: int) -> tuple[float, f
     return tuple(np.percentile(values[indices.numpy()].mean(axis=1), [2.5, 97.5]))
 
 
+def explicit_independent_interval(first: list, second: list, resamples: int, seed: int) -> tuple[float, tuple]:
+    """The difference of two means over different samples, written out: ``first``'s index matrix, then
+    ``second``'s, from one seeded generator; the 2.5 and 97.5 percentiles of the differences of resampled means."""
+    first, second = (np.array(values, dtype=float) for values in (first, second))
+    first, second = first[np.isfinite(first)], second[np.isfinite(second)]
+    generator = torch.Generator().manual_seed(seed)
+    rows = [torch.randint(len(values), (resamples, len(values)), generator=generator).numpy() for values in (first, second)]
+    means = first[rows[0]].mean(axis=1) - second[rows[1]].mean(axis=1)
+    return first.mean() - second.mean(), tuple(np.percentile(means, [2.5, 97.5]))
+
+
 def test_intervals_follow_the_documented_bootstrap_of_the_per_example_scores(evaluated):
     saved = json.loads(Path(evaluated["files"]["json"]).read_text())
     assert {key: saved["uncertainty"][key] for key in ("level", "resamples", "seed")} == {
@@ -191,16 +202,17 @@ def test_intervals_follow_the_documented_bootstrap_of_the_per_example_scores(eva
         if key == ("bcos", "bcos"):
             assert not any(name.startswith("bcos_minus_") for name in row)
             continue
-        paired = [name for name in values if key[1] == "bcos" or name != "seqpg"]  # seqpg pairs on one model only
         assert sorted(name.removeprefix("bcos_minus_") for name in row
-                      if name.startswith("bcos_minus_") and not name.endswith(("_low", "_high"))) == sorted(paired)
-        for name in paired:
+                      if name.startswith("bcos_minus_") and not name.endswith(("_low", "_high"))) == sorted(values)
+        for name in values:
             source = "per_instance" if name == "seqpg" else "per_example"
-            first = np.array([np.nan if v is None else v for v in bcos_row[source][name]], dtype=float)
-            second = np.array([np.nan if v is None else v for v in row[source][name]], dtype=float)
-            difference = first - second
-            low, high = explicit_interval(list(difference), RESAMPLES, SEED)
-            assert row[f"bcos_minus_{name}"] == pytest.approx(np.nanmean(difference), rel=1e-9, abs=1e-12)
+            first, second = ([np.nan if v is None else v for v in scores[source][name]] for scores in (bcos_row, row))
+            if name == "seqpg" and key[1] != "bcos":  # each model's own instances: resampled independently
+                mean, (low, high) = explicit_independent_interval(first, second, RESAMPLES, SEED)
+            else:  # the same examples (or instances): the paired bootstrap, written out
+                difference = np.array(first, dtype=float) - np.array(second, dtype=float)
+                mean, (low, high) = np.nanmean(difference), explicit_interval(list(difference), RESAMPLES, SEED)
+            assert row[f"bcos_minus_{name}"] == pytest.approx(mean, rel=1e-9, abs=1e-12)
             assert (row[f"bcos_minus_{name}_low"], row[f"bcos_minus_{name}_high"]) == pytest.approx(
                 (low, high), rel=1e-9, abs=1e-12), (key, name)
     markdown = Path(evaluated["files"]["md"]).read_text()

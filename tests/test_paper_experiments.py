@@ -126,7 +126,7 @@ def test_every_experiment_runs_resumes_and_renders(budget, tmp_path, monkeypatch
     occlusion = faithfulness[1]
     assert render.with_interval(occlusion, "comprehensiveness") in text
     assert render.with_interval(occlusion, "bcos_minus_comprehensiveness", signed=True) in text
-    assert "against the strongest post-hoc method in Comp on the conventional model, **occlusion**" in text
+    assert "Comp: the strongest post-hoc method is **occlusion**; B-cos − it: " in text
     assert "| b = 1.5 |" in text and text.index("| biases kept |") < text.index("| full B-cos |")  # the budget's order
     # each sweep / ablation row against the recipe's row: the paired bootstrap of the per-example differences
     reference, swept = (cells[f"b_sweep/b_=_{b}.json"] for b in ("1.5", "2.0"))
@@ -181,3 +181,26 @@ def test_reuse_splits_at_the_equals_sign_before_an_existing_folder(tmp_path, mon
     assert run.parse_reuse(f"sst2-bcos={export}") == ("sst2-bcos", export)
     with pytest.raises(argparse.ArgumentTypeError, match="--reuse takes KEY=FOLDER with an existing export folder"):
         run.parse_reuse(f"sst2-bcos={tmp_path / 'missing'}")
+
+
+def test_the_faithfulness_reading_names_the_methods_that_beat_b_cos():
+    render = load("render")
+
+    def row(method: str, comp: tuple, suff: tuple, seqpg: tuple) -> dict:
+        # (value, paired low, paired high) of B-cos − method per score
+        return {"method": method, "model": "conventional", "comprehensiveness": comp[0],
+                **{f"bcos_minus_{name}{suffix}": bound for name, bounds in (
+                    ("comprehensiveness", comp[1:]), ("sufficiency", suff), ("seqpg", seqpg))
+                   for suffix, bound in zip(("_low", "_high"), bounds)}}
+
+    rows = [row("lime", (50.0, -1.0, 2.0), (0.5, 2.0), (-0.1, 0.1)),     # Suff: B-cos higher (worse), outside noise
+            row("occlusion", (40.0, 3.0, 9.0), (-3.0, -1.0), (-0.2, -0.05)),  # SeqPG: B-cos lower, outside noise
+            {"method": "saliency", "model": "conventional", "comprehensiveness": 30.0}]  # no intervals at all
+    text = render.reading(rows, ["comprehensiveness", "sufficiency", "seqpg", "entropy"])
+    assert ("Comp: the strongest post-hoc method is **lime**; B-cos − it: tie (the interval includes 0); "
+            "Suff ↓: behind lime (no interval against saliency); SeqPG ↑: behind occlusion (no interval against "
+            "saliency). Goal (B-cos ahead in Comp with the paired interval excluding 0): **not reached**.") in text
+    rows[0].update(bcos_minus_comprehensiveness_low=0.5, bcos_minus_sufficiency_low=-1.0)
+    assert "B-cos − it: B-cos ahead; Suff ↓: best or tied-best" in render.reading(rows[:1], ["comprehensiveness",
+                                                                                          "sufficiency"])
+    assert "**reached**" in render.reading(rows[:1], ["comprehensiveness"])

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from bcos.metrics import (bootstrap_interval, normalized_entropy, paired_difference_interval, prediction_rates,
-                          special_token_share)
+from bcos.metrics import (bootstrap_interval, independent_difference_interval, normalized_entropy,
+                          paired_difference_interval, prediction_rates, special_token_share)
 
 VALUES = torch.tensor([3.0, -1.0, 4.0, 1.0, 5.0, 9.0, 2.0, 6.0])
 
@@ -49,6 +49,21 @@ def test_paired_interval_resamples_examples_jointly():
     assert not bootstrap_interval(first, seed=1).low > bootstrap_interval(second, seed=1).high
     with pytest.raises(ValueError, match=r"same examples, got shapes \(5,\) and \(4,\)"):
         paired_difference_interval(first, second[:4])
+
+
+def test_independent_difference_resamples_each_sample_on_its_own():
+    first = torch.tensor([0.9, 0.7, float("nan"), 0.8, 0.95, 0.6])  # e.g. pointing-game scores of two models,
+    second = torch.tensor([0.5, 0.65, 0.4, 0.7])                       # each over its own instances
+    interval = independent_difference_interval(first, second, level=0.9, resamples=400, seed=2)
+    kept = first[first.isfinite()].double().numpy()
+    generator = torch.Generator().manual_seed(2)  # written out: first's index matrix, then second's, one generator
+    first_rows = torch.randint(len(kept), (400, len(kept)), generator=generator).numpy()
+    second_rows = torch.randint(4, (400, 4), generator=generator).numpy()
+    means = kept[first_rows].mean(axis=1) - second.double().numpy()[second_rows].mean(axis=1)
+    assert interval.mean == pytest.approx(kept.mean() - 0.5625) and interval.n == 4
+    assert (interval.low, interval.high) == pytest.approx(tuple(np.percentile(means, [5, 95])), abs=1e-12)
+    lone = independent_difference_interval(first, second[:1])
+    assert lone.mean == pytest.approx(kept.mean() - 0.5) and math.isnan(lone.low) and math.isnan(lone.high)
 
 
 def test_normalized_entropy_by_hand():

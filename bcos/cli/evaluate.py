@@ -29,7 +29,7 @@ from tqdm.auto import tqdm
 from ..data import Columns, Examples, Split, read_split, tokenize_split
 from ..evaluate.core import (METRICS, MethodResult, MetricSettings, check_fractions, check_metrics, predictions,
                              score_method, seqpg_instances)
-from ..evaluate.intervals import Bootstrap, paired_differences, score_intervals
+from ..evaluate.intervals import Bootstrap, differences, score_intervals
 from ..evaluate.report import DIFFERENCE, FILES, write_report
 from ..evaluate.saved import load_result, model_digest, result_key, save_result, tensor_digest
 from ..explain import EXPLAINERS, explainer_for
@@ -185,7 +185,7 @@ def read_data(args: argparse.Namespace) -> Split:
 
 
 def _row(method: str, role: str, result: MethodResult, intervals: dict, differences: dict) -> dict[str, Any]:
-    """A table row: the scores with their intervals, the paired differences, counts and per-example values."""
+    """A table row: the scores with their intervals, the differences to B-cos, counts and per-example values."""
     row = {"method": method, "model": role, **result.scores}
     for name, interval in intervals.items():
         row[f"{name}_low"], row[f"{name}_high"] = interval.low, interval.high
@@ -258,10 +258,10 @@ def evaluate(args: argparse.Namespace, runs: list[tuple[str, str]], models: dict
     reference = results.get(("bcos", "bcos"))
     table = []
     for (method, role), result in results.items():
-        differences = ({} if method == "bcos" or reference is None else
-                       paired_differences(reference, result, bootstrap, same_instances=role == "bcos"))
+        to_bcos = ({} if method == "bcos" or reference is None else
+                   differences(reference, result, bootstrap, same_instances=role == "bcos"))
         rates = predicted[role].rates()
-        table.append({**_row(method, role, result, score_intervals(result, bootstrap), differences),
+        table.append({**_row(method, role, result, score_intervals(result, bootstrap), to_bcos),
                       "model_accuracy": predicted[role].accuracy, "n_examples": n_examples,
                       **{f"predicted_rate_{k}": rate for k, rate in enumerate(rates["predicted"])},
                       **{f"label_rate_{k}": rate for k, rate in enumerate(rates["labelled"])},

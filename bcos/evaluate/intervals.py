@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..metrics import Interval, bootstrap_interval, paired_difference_interval
+from ..metrics import Interval, bootstrap_interval, independent_difference_interval, paired_difference_interval
 from .core import SCORES, MethodResult
 
 
@@ -28,7 +28,9 @@ class Bootstrap:
         return {"level": self.level, "resamples": self.resamples, "seed": self.seed,
                 "method": "percentile bootstrap of the mean over examples (pointing game: over instances); indices "
                           "torch.randint(n, (resamples, n)) from torch.Generator().manual_seed(seed), per score; "
-                          "non-finite values left out; paired: the same resampling of the per-example differences"}
+                          "non-finite values left out; differences to B-cos: the same resampling of the per-example "
+                          "differences (paired), except the pointing game of a method on another model, whose "
+                          "instances differ: the two instance sets resampled independently"}
 
 
 def _values(result: MethodResult) -> dict:
@@ -42,11 +44,16 @@ def score_intervals(result: MethodResult, bootstrap: Bootstrap) -> dict[str, Int
             for name, values in _values(result).items()}
 
 
-def paired_differences(reference: MethodResult, other: MethodResult, bootstrap: Bootstrap,
-                       same_instances: bool) -> dict[str, Interval]:
-    """Intervals of ``reference - other`` per score, resampling the shared examples jointly; the pointing game
-    only when both were scored on the same instances (``same_instances``: the same model)."""
+def differences(reference: MethodResult, other: MethodResult, bootstrap: Bootstrap,
+                same_instances: bool) -> dict[str, Interval]:
+    """Intervals of ``reference - other`` per score present in both: paired (the shared examples resampled
+    jointly) for the per-example scores, and for the pointing game when both were scored on the same instances
+    (``same_instances``: the same model); otherwise the pointing game's two instance sets are resampled
+    independently (:func:`~bcos.metrics.independent_difference_interval`)."""
     first, second = _values(reference), _values(other)
-    shared = [name for name in first if name in second and (name in reference.per_example or same_instances)]
-    return {name: paired_difference_interval(first[name], second[name], bootstrap.level, bootstrap.resamples,
-                                             bootstrap.seed) for name in shared}
+    intervals = {}
+    for name in (name for name in first if name in second):
+        paired = name in reference.per_example or same_instances
+        interval = paired_difference_interval if paired else independent_difference_interval
+        intervals[name] = interval(first[name], second[name], bootstrap.level, bootstrap.resamples, bootstrap.seed)
+    return intervals

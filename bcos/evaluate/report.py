@@ -2,7 +2,8 @@
 
 A row is one method on one model: its scores (:data:`~bcos.evaluate.core.SCORES`), for each score with
 per-example values ``<score>_low`` / ``<score>_high`` (the bootstrap interval), for post-hoc methods
-``bcos_minus_<score>`` with ``_low`` / ``_high`` (the paired interval of B-cos minus the method), counts, the
+``bcos_minus_<score>`` with ``_low`` / ``_high`` (the interval of B-cos minus the method: paired over the same
+examples; for the pointing game of a method on another model, over each model's own instances), counts, the
 explained model's accuracy and per class ``predicted_rate_<k>`` / ``label_rate_<k>``; in the JSON also
 ``per_example`` and ``per_instance`` (the values the intervals resample).
 """
@@ -90,7 +91,8 @@ def markdown(rows: Sequence[dict[str, Any]], summary: dict[str, Any]) -> str:
         differences = [name for name in scores if any(DIFFERENCE + name in row for row in compared)]
         lines += ["", f"## B-cos minus each post-hoc method (paired {level} bootstrap interval, same examples)", "",
                   "Positive is better for B-cos in Comp, SeqPG and plausibility, negative in Suff; `*`: the interval "
-                  "excludes 0. SeqPG is paired only on the B-cos model (the same pointing-game instances).", ""]
+                  "excludes 0. SeqPG is paired only on the B-cos model (the same pointing-game instances); on another "
+                  "model each builds its own instances, which are resampled independently.", ""]
         lines += _table(["method", "model", *differences],
                         [[row["method"], row["model"], *(_with_interval(row, name, DIFFERENCE) for name in differences)]
                          for row in compared])
