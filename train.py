@@ -64,16 +64,22 @@ def _run_folder(args: Namespace, version: int | str) -> Path:
     return Path(args.save_dir, args.get("name") or "", version if isinstance(version, str) else f"version_{version}")
 
 
+def latest_last_checkpoint(runs: Path) -> Path | None:
+    """The newest (last written) ``version_<n>/checkpoints/last.ckpt`` under a run name's folder ``runs``, or None:
+    what ``fit --ckpt_path last`` continues."""
+    lasts = sorted(Path(runs).glob("version_*/checkpoints/last.ckpt"), key=lambda path: path.stat().st_mtime)
+    return lasts[-1] if lasts else None
+
+
 def continue_latest_version(logger: object) -> None:
     """For ``fit --ckpt_path last`` with an unversioned logger: reuse the newest version folder that holds a
     ``checkpoints/last.ckpt`` (Lightning looks for ``last`` in the run's own, otherwise new, folder)."""
     args = _run_logger_args(logger)
     if args is None or args.get("version") is not None:
         return
-    lasts = sorted(Path(args.save_dir, args.get("name") or "").glob("version_*/checkpoints/last.ckpt"),
-                   key=lambda path: path.stat().st_mtime)
-    if lasts:
-        args.version = int(lasts[-1].parents[1].name.removeprefix("version_"))
+    last = latest_last_checkpoint(Path(args.save_dir, args.get("name") or ""))
+    if last is not None:
+        args.version = int(last.parents[1].name.removeprefix("version_"))
 
 
 def claim_run_folder(logger: object, ckpt_path: str | None) -> None:

@@ -204,3 +204,25 @@ def test_the_faithfulness_reading_names_the_methods_that_beat_b_cos():
     assert "B-cos − it: B-cos ahead; Suff ↓: best or tied-best" in render.reading(rows[:1], ["comprehensiveness",
                                                                                           "sufficiency"])
     assert "**reached**" in render.reading(rows[:1], ["comprehensiveness"])
+
+
+def test_an_interrupted_training_continues_from_its_last_checkpoint(tiny, tmp_path, monkeypatch):  # noqa: F811
+    monkeypatch.setattr(sys, "argv", ["run.py"])
+    run = load("run")
+    config = tiny_config(tmp_path, tiny, {"bcos": True}, max_steps=4, val_check_interval=2)
+    budget = {"configs": {"bcos": str(config)}, "train_overrides": []}
+    model, work = run.TrainedModel("tiny", "bcos"), tmp_path / "work"
+    # the same training stopped after its validation at step 2 (it left last.ckpt, and no record of an export)
+    run.train.main(["fit", "--config", str(config), "--trainer.max_steps", "2", "--trainer.logger.init_args.save_dir",
+                    str(work / "runs"), "--trainer.logger.init_args.name", model.key])
+    last = work / "runs" / model.key / "version_0" / "checkpoints" / "last.ckpt"
+    assert torch.load(last, weights_only=False)["global_step"] == 2
+    export = run.train_model(model, budget, work)
+    record = json.loads((work / "models" / f"{model.key}.json").read_text())
+    assert record["train_args"][-2:] == ["--ckpt_path", "last"]
+    assert (record["steps"], record["resumed_from"]) == (4, str(last))
+    # continued in its own folder (a fresh start would have trained 4 steps in version_1)
+    assert export == work / "runs" / model.key / "version_0" / "hf_export" and (export / "config.json").is_file()
+    assert not (work / "runs" / model.key / "version_1").exists()
+    assert torch.load(last, weights_only=False)["global_step"] == 4
+    assert run.train_model(model, budget, work) == export  # recorded: not trained again

@@ -11,7 +11,9 @@ once, its export recorded in ``<work>/models/<key>.json``), evaluates each cell 
 suite) and writes one JSON per cell into ``--results``
 (``<results>/<experiment>/<cell>.json``: the models' keys and exports and the evaluation's results, which hold
 the models' accuracy and macro-F1 on the evaluated examples). Rerunning skips every model and cell already done, so an interrupted run continues where it
-stopped. ``--reuse KEY=FOLDER`` takes an existing export for a model key instead of training it. Finally the tables
+stopped: a training that was stopped continues from its ``last.ckpt`` (``train.py fit --ckpt_path last``: the
+checkpoint of its last validation, or of its last step when it was stopped by a signal), an evaluation with the
+method it was scoring. ``--reuse KEY=FOLDER`` takes an existing export for a model key instead of training it. Finally the tables
 are rendered into ``--doc`` from all cells' JSON (never by hand).
 """
 from __future__ import annotations
@@ -44,8 +46,8 @@ def flag_value(value: Any) -> str:
 
 
 def train_model(model: TrainedModel, budget: dict[str, Any], work: Path) -> Path:
-    """Trains ``model`` with ``train.py fit`` unless ``<work>/models/<key>.json`` records its export; returns the
-    export folder."""
+    """Trains ``model`` with ``train.py fit`` unless ``<work>/models/<key>.json`` records its export, continuing an
+    interrupted training of it from its ``last.ckpt``; returns the export folder."""
     record = work / "models" / f"{model.key}.json"
     if record.is_file():
         return Path(json.loads(record.read_text())["export"])
@@ -59,6 +61,10 @@ def train_model(model: TrainedModel, budget: dict[str, Any], work: Path) -> Path
              "--trainer.logger.init_args.save_dir", str(work / "runs"), "--trainer.logger.init_args.name", model.key]
     for name, value in model.options:
         args += [f"--model.{name}", flag_value(value)]
+    resumed = train.latest_last_checkpoint(work / "runs" / model.key)  # a training that was stopped
+    if resumed is not None:
+        print(f"{model.key}: continuing the interrupted training from {resumed}", flush=True)
+        args += ["--ckpt_path", "last"]
     started = time.perf_counter()
     cli = train.main(args)
     export = Path(cli.trainer.log_dir) / "hf_export"
@@ -66,7 +72,7 @@ def train_model(model: TrainedModel, budget: dict[str, Any], work: Path) -> Path
         raise RuntimeError(f"training {model.key} wrote no export at {export}")
     record.parent.mkdir(parents=True, exist_ok=True)
     record.write_text(json.dumps({"key": model.key, "export": str(export), "train_args": args,
-                                  "steps": cli.trainer.global_step,
+                                  "steps": cli.trainer.global_step, "resumed_from": str(resumed) if resumed else None,
                                   "seconds": time.perf_counter() - started}, indent=2) + "\n")
     return export
 
