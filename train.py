@@ -67,7 +67,8 @@ def _run_folder(args: Namespace, version: int | str) -> Path:
 def latest_last_checkpoint(runs: Path) -> Path | None:
     """The newest (last written) ``version_<n>/checkpoints/last.ckpt`` under a run name's folder ``runs``, or None:
     what ``fit --ckpt_path last`` continues."""
-    lasts = sorted(Path(runs).glob("version_*/checkpoints/last.ckpt"), key=lambda path: path.stat().st_mtime)
+    lasts = sorted((path for path in Path(runs).glob("version_*/checkpoints/last.ckpt")
+                    if path.parents[1].name.removeprefix("version_").isdigit()), key=lambda path: path.stat().st_mtime)
     return lasts[-1] if lasts else None
 
 

@@ -189,6 +189,8 @@ def test_intervals_follow_the_documented_bootstrap_of_the_per_example_scores(eva
         "level": 0.95, "resamples": RESAMPLES, "seed": SEED}
     rows = {(row["method"], row["model"]): row for row in saved["results"]}
     bcos_row = rows["bcos", "bcos"]
+    assert saved["uncertainty"]["independent_differences"] == [
+        f"seqpg of {method} (conventional)" for method, model in rows if model == "conventional"]
     for key, row in rows.items():
         values = {**row["per_example"], **row["per_instance"]}
         assert sorted(values) == sorted(["comprehensiveness", "sufficiency", "plausibility_auprc",
@@ -222,7 +224,9 @@ def test_intervals_follow_the_documented_bootstrap_of_the_per_example_scores(eva
     cell = "{:+.2f} [{:+.2f}, {:+.2f}]".format(*(lime[f"bcos_minus_comprehensiveness{suffix}"]
                                                  for suffix in ("", "_low", "_high")))
     assert f"| lime | conventional | {cell}" in markdown
-    assert "## B-cos minus each post-hoc method (paired 95 % bootstrap interval, same examples)" in markdown
+    assert "## B-cos minus each post-hoc method (95 % bootstrap interval, paired over the same examples)" in markdown
+    assert "on another model, which builds its own instances, the two instance sets are resampled independently" in (
+        markdown.replace("\n", " "))
     assert f"{RESAMPLES} resamples, seed {SEED}" in markdown
 
 

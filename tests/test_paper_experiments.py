@@ -198,12 +198,19 @@ def test_the_faithfulness_reading_names_the_methods_that_beat_b_cos():
             {"method": "saliency", "model": "conventional", "comprehensiveness": 30.0}]  # no intervals at all
     text = render.reading(rows, ["comprehensiveness", "sufficiency", "seqpg", "entropy"])
     assert ("Comp: the strongest post-hoc method is **lime**; B-cos − it: tie (the interval includes 0); "
-            "Suff ↓: behind lime (no interval against saliency); SeqPG ↑: behind occlusion (no interval against "
-            "saliency). Goal (B-cos ahead in Comp with the paired interval excluding 0): **not reached**.") in text
-    rows[0].update(bcos_minus_comprehensiveness_low=0.5, bcos_minus_sufficiency_low=-1.0)
-    assert "B-cos − it: B-cos ahead; Suff ↓: best or tied-best" in render.reading(rows[:1], ["comprehensiveness",
-                                                                                          "sufficiency"])
-    assert "**reached**" in render.reading(rows[:1], ["comprehensiveness"])
+            "Suff ↓: behind lime; SeqPG ↑: behind occlusion. Goal (B-cos ahead in Comp with the paired interval "
+            "excluding 0, and best or tied-best in the others): **not reached**.") in text
+    rows[0].update(bcos_minus_comprehensiveness_low=0.5)  # ahead in Comp, still behind lime in Suff
+    assert "B-cos − it: B-cos ahead; Suff ↓: behind lime. Goal" in render.reading(rows[:1], ["comprehensiveness",
+                                                                                           "sufficiency"])
+    assert "**not reached**" in render.reading(rows[:1], ["comprehensiveness", "sufficiency"])
+    rows[0].update(bcos_minus_sufficiency_low=-1.0, bcos_minus_sufficiency_high=-0.5)  # now ahead in Suff too
+    assert "Suff ↓: best or tied-best. Goal" in render.reading(rows[:1], ["comprehensiveness", "sufficiency"])
+    assert "**reached**" in render.reading(rows[:1], ["comprehensiveness", "sufficiency"])
+    both = render.reading([rows[0], rows[2]], ["comprehensiveness", "sufficiency"])  # saliency: no interval
+    assert "Suff ↓: best or tied-best among those with an interval (none against saliency)" in both
+    assert "**not reached**" in both
+    assert "Suff ↓: undetermined (no interval)" in render.reading(rows[2:], ["comprehensiveness", "sufficiency"])
 
 
 def test_an_interrupted_training_continues_from_its_last_checkpoint(tiny, tmp_path, monkeypatch):  # noqa: F811
@@ -212,17 +219,29 @@ def test_an_interrupted_training_continues_from_its_last_checkpoint(tiny, tmp_pa
     config = tiny_config(tmp_path, tiny, {"bcos": True}, max_steps=4, val_check_interval=2)
     budget = {"configs": {"bcos": str(config)}, "train_overrides": []}
     model, work = run.TrainedModel("tiny", "bcos"), tmp_path / "work"
-    # the same training stopped after its validation at step 2 (it left last.ckpt, and no record of an export)
-    run.train.main(["fit", "--config", str(config), "--trainer.max_steps", "2", "--trainer.logger.init_args.save_dir",
-                    str(work / "runs"), "--trainer.logger.init_args.name", model.key])
-    last = work / "runs" / model.key / "version_0" / "checkpoints" / "last.ckpt"
+    runs, real_main = work / "runs" / model.key, run.train.main
+
+    def stopped_at_step_2(args):  # stopped after its validation (checkpoint, export of the best) at step 2
+        real_main([*args, "--trainer.max_steps", "2"])
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(run.train, "main", stopped_at_step_2)
+    with pytest.raises(KeyboardInterrupt):
+        run.train_model(model, budget, work)
+    last = runs / "version_0" / "checkpoints" / "last.ckpt"
     assert torch.load(last, weights_only=False)["global_step"] == 2
+    monkeypatch.setattr(run.train, "main", real_main)
     export = run.train_model(model, budget, work)
     record = json.loads((work / "models" / f"{model.key}.json").read_text())
-    assert record["train_args"][-2:] == ["--ckpt_path", "last"]
     assert (record["steps"], record["resumed_from"]) == (4, str(last))
-    # continued in its own folder (a fresh start would have trained 4 steps in version_1)
-    assert export == work / "runs" / model.key / "version_0" / "hf_export" and (export / "config.json").is_file()
-    assert not (work / "runs" / model.key / "version_1").exists()
-    assert torch.load(last, weights_only=False)["global_step"] == 4
+    # continued in its own folder to step 4 (a fresh start would have trained in version_1)
+    assert export == runs / "version_0" / "hf_export" and (export / "config.json").is_file()
+    assert torch.load(last, weights_only=False)["global_step"] == 4 and not (runs / "version_1").exists()
     assert run.train_model(model, budget, work) == export  # recorded: not trained again
+
+    # a checkpoint left by a training with other arguments is not continued: a new run
+    (work / "models" / f"{model.key}.json").unlink()
+    started = runs / "train_args.json"
+    started.write_text(json.dumps({"train_args": ["fit", "--model.b", "2.0"]}))
+    assert run.train_model(model, budget, work) == runs / "version_1" / "hf_export"
+    assert json.loads((work / "models" / f"{model.key}.json").read_text())["resumed_from"] is None

@@ -6,8 +6,8 @@
 B-cos explains the B-cos model, the post-hoc methods explain the conventional model (and, with
 ``--posthoc-on-bcos``, the B-cos model too). Models are anything :func:`bcos.load` reads (a run's ``hf_export/``,
 a hub id, a Lightning ``.ckpt``). Writes ``results.json``, ``results.md`` and ``results.csv`` into ``--out``
-(checked to be writable before any work): every score with its bootstrap confidence interval, the paired interval
-of B-cos minus each post-hoc method, the per-example scores (JSON), the explanation entropy, the special-token
+(checked to be writable before any work): every score with its bootstrap confidence interval, the interval of
+B-cos minus each post-hoc method (paired over the same examples; the pointing game on another model: independent), the per-example scores (JSON), the explanation entropy, the special-token
 share and the predicted-class rates. ``--max-examples N`` draws N rows stratified by label with ``--seed``.
 
 Each method's result is saved into ``--out/methods/`` as soon as it is scored: rerunning an interrupted command
@@ -29,7 +29,7 @@ from tqdm.auto import tqdm
 from ..data import Columns, Examples, Split, read_split, tokenize_split
 from ..evaluate.core import (METRICS, MethodResult, MetricSettings, check_fractions, check_metrics, predictions,
                              score_method, seqpg_instances)
-from ..evaluate.intervals import Bootstrap, differences, score_intervals
+from ..evaluate.intervals import Bootstrap, difference_intervals, score_intervals
 from ..evaluate.report import DIFFERENCE, FILES, write_report
 from ..evaluate.saved import load_result, model_digest, result_key, save_result, tensor_digest
 from ..explain import EXPLAINERS, explainer_for
@@ -184,12 +184,12 @@ def read_data(args: argparse.Namespace) -> Split:
     return split
 
 
-def _row(method: str, role: str, result: MethodResult, intervals: dict, differences: dict) -> dict[str, Any]:
+def _row(method: str, role: str, result: MethodResult, intervals: dict, to_bcos: dict) -> dict[str, Any]:
     """A table row: the scores with their intervals, the differences to B-cos, counts and per-example values."""
     row = {"method": method, "model": role, **result.scores}
     for name, interval in intervals.items():
         row[f"{name}_low"], row[f"{name}_high"] = interval.low, interval.high
-    for name, interval in differences.items():
+    for name, interval in to_bcos.items():
         row.update({f"{DIFFERENCE}{name}": interval.mean, f"{DIFFERENCE}{name}_low": interval.low,
                     f"{DIFFERENCE}{name}_high": interval.high})
     row["seconds_per_example"] = result.seconds_per_example
@@ -259,7 +259,7 @@ def evaluate(args: argparse.Namespace, runs: list[tuple[str, str]], models: dict
     table = []
     for (method, role), result in results.items():
         to_bcos = ({} if method == "bcos" or reference is None else
-                   differences(reference, result, bootstrap, same_instances=role == "bcos"))
+                   difference_intervals(reference, result, bootstrap, same_instances=role == "bcos"))
         rates = predicted[role].rates()
         table.append({**_row(method, role, result, score_intervals(result, bootstrap), to_bcos),
                       "model_accuracy": predicted[role].accuracy, "n_examples": n_examples,
@@ -271,7 +271,10 @@ def evaluate(args: argparse.Namespace, runs: list[tuple[str, str]], models: dict
         "dataset": args.dataset, "split": args.split, "n_examples": n_examples, "data_source": split.source,
         "skipped_rows": split.skipped, "sampling": split.sampling,
         "example_rows": [row + 1 for row in split.rows["source_row"]],
-        "uncertainty": {**bootstrap.describe(), "paired_reference": "bcos (bcos)" if reference is not None else None},
+        "uncertainty": {**bootstrap.describe(), "paired_reference": "bcos (bcos)" if reference is not None else None,
+                        "independent_differences": [f"seqpg of {method} ({role})" for (method, role) in results
+                                                    if reference is not None and method != "bcos" and role != "bcos"
+                                                    and "seqpg" in results[method, role].per_instance]},
         "models": {role: {"path": model.source, "accuracy": predicted[role].accuracy,
                           "macro_f1": predicted[role].macro_f1,
                           "prediction_rates": predicted[role].rates(), "logit_scale": model.logit_scale,

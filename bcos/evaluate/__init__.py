@@ -15,11 +15,11 @@ from ..data import Examples
 from ..handle import Model
 from .core import (METRICS, PER_EXAMPLE_SCORES, PLAUSIBILITY_SCORES, SCORES, MethodResult, MetricSettings, Predictions,
                    accuracy, explain_in_chunks, predictions, score_method, seqpg_instances)
-from .intervals import Bootstrap, differences, score_intervals
+from .intervals import Bootstrap, difference_intervals, score_intervals
 from .models import load_classifier
 
 __all__ = ["METRICS", "PER_EXAMPLE_SCORES", "PLAUSIBILITY_SCORES", "SCORES", "Bootstrap", "Examples", "MethodResult",
-           "MetricSettings", "Predictions", "accuracy", "differences", "explain_in_chunks", "load_classifier",
+           "MetricSettings", "Predictions", "accuracy", "difference_intervals", "explain_in_chunks", "load_classifier",
            "predictions", "score_intervals", "score_method", "seqpg_instances"]
 
 

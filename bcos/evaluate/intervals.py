@@ -30,7 +30,9 @@ class Bootstrap:
                           "torch.randint(n, (resamples, n)) from torch.Generator().manual_seed(seed), per score; "
                           "non-finite values left out; differences to B-cos: the same resampling of the per-example "
                           "differences (paired), except the pointing game of a method on another model, whose "
-                          "instances differ: the two instance sets resampled independently"}
+                          "instances differ: B-cos's instances resampled, then the method's, from one generator "
+                          "(independent; both sets are drawn from the same examples, each model's confident ones, "
+                          "so the difference also reflects which instances each model chose)"}
 
 
 def _values(result: MethodResult) -> dict:
@@ -44,8 +46,8 @@ def score_intervals(result: MethodResult, bootstrap: Bootstrap) -> dict[str, Int
             for name, values in _values(result).items()}
 
 
-def differences(reference: MethodResult, other: MethodResult, bootstrap: Bootstrap,
-                same_instances: bool) -> dict[str, Interval]:
+def difference_intervals(reference: MethodResult, other: MethodResult, bootstrap: Bootstrap,
+                         same_instances: bool) -> dict[str, Interval]:
     """Intervals of ``reference - other`` per score present in both: paired (the shared examples resampled
     jointly) for the per-example scores, and for the pointing game when both were scored on the same instances
     (``same_instances``: the same model); otherwise the pointing game's two instance sets are resampled

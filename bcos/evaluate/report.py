@@ -36,7 +36,7 @@ def _present(rows: Sequence[dict[str, Any]], names: Sequence[str]) -> list[str]:
 
 def columns(rows: Sequence[dict[str, Any]]) -> list[str]:
     """The CSV columns: ``method``, ``model``, each score present in some row (in :data:`SCORES` order) with its
-    interval, the paired differences to B-cos, then seconds per example, the explained model's accuracy, counts
+    interval, the differences to B-cos, then seconds per example, the explained model's accuracy, counts
     and the per-class prediction and label rates."""
     scores = [name for score in SCORES for name in (score, f"{score}_low", f"{score}_high")]
     differences = [DIFFERENCE + name for name in scores]
@@ -74,7 +74,7 @@ def _table(header: list[str], lines: list[list[str]]) -> list[str]:
 
 def markdown(rows: Sequence[dict[str, Any]], summary: dict[str, Any]) -> str:
     """The Markdown report: the table of every method and model (each score with its confidence interval, model
-    accuracy in %), the table of paired differences B-cos minus each post-hoc method, the accuracy and the
+    accuracy in %), the table of differences B-cos minus each post-hoc method, the accuracy and the
     predicted-class rates of each model, and how the intervals were drawn."""
     scores = _present(rows, SCORES)
     shown = ["method", "model", *scores, "seconds_per_example", "model_accuracy",
@@ -89,10 +89,11 @@ def markdown(rows: Sequence[dict[str, Any]], summary: dict[str, Any]) -> str:
     compared = [row for row in rows if any(key.startswith(DIFFERENCE) for key in row)]
     if compared:
         differences = [name for name in scores if any(DIFFERENCE + name in row for row in compared)]
-        lines += ["", f"## B-cos minus each post-hoc method (paired {level} bootstrap interval, same examples)", "",
-                  "Positive is better for B-cos in Comp, SeqPG and plausibility, negative in Suff; `*`: the interval "
-                  "excludes 0. SeqPG is paired only on the B-cos model (the same pointing-game instances); on another "
-                  "model each builds its own instances, which are resampled independently.", ""]
+        lines += ["", f"## B-cos minus each post-hoc method ({level} bootstrap interval, paired over the same examples)",
+                  "", "Positive is better for B-cos in Comp, SeqPG and plausibility, negative in Suff; `*`: the "
+                  "interval excludes 0. SeqPG is paired on the B-cos model (the same pointing-game instances); on "
+                  "another model, which builds its own instances, the two instance sets are resampled independently.",
+                  ""]
         lines += _table(["method", "model", *differences],
                         [[row["method"], row["model"], *(_with_interval(row, name, DIFFERENCE) for name in differences)]
                          for row in compared])

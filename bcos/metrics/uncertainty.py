@@ -13,9 +13,10 @@ class Interval:
     """A mean and its bootstrap confidence interval.
 
     Attributes:
-        mean: the mean over the ``n`` finite values.
+        mean: the mean over the ``n`` finite values (a difference of two means: see
+            :func:`independent_difference_interval`).
         low, high: the ``level`` percentile-bootstrap interval of the mean.
-        n: number of values used (non-finite ones are left out).
+        n: number of values used (non-finite ones are left out; for two independent samples the smaller count).
         level, resamples, seed: how it was computed (recorded with every result).
     """
 

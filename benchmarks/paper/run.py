@@ -12,18 +12,22 @@ suite) and writes one JSON per cell into ``--results``
 (``<results>/<experiment>/<cell>.json``: the models' keys and exports and the evaluation's results, which hold
 the models' accuracy and macro-F1 on the evaluated examples). Rerunning skips every model and cell already done, so an interrupted run continues where it
 stopped: a training that was stopped continues from its ``last.ckpt`` (``train.py fit --ckpt_path last``: the
-checkpoint of its last validation, or of its last step when it was stopped by a signal), an evaluation with the
-method it was scoring. ``--reuse KEY=FOLDER`` takes an existing export for a model key instead of training it. Finally the tables
+checkpoint of its last validation, or of its last step when a signal or an error stopped it) if it was started with
+the same arguments (else it starts anew), an evaluation with the method it was scoring. Each model is trained by one
+process at a time (a lock per model key); to train a model again, remove ``<work>/models/<key>.json`` and
+``<work>/runs/<key>``. ``--reuse KEY=FOLDER`` takes an existing export for a model key instead of training it. Finally the tables
 are rendered into ``--doc`` from all cells' JSON (never by hand).
 """
 from __future__ import annotations
 
 import argparse
+import fcntl
 import json
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import yaml
 
@@ -45,12 +49,8 @@ def flag_value(value: Any) -> str:
     return json.dumps(value)
 
 
-def train_model(model: TrainedModel, budget: dict[str, Any], work: Path) -> Path:
-    """Trains ``model`` with ``train.py fit`` unless ``<work>/models/<key>.json`` records its export, continuing an
-    interrupted training of it from its ``last.ckpt``; returns the export folder."""
-    record = work / "models" / f"{model.key}.json"
-    if record.is_file():
-        return Path(json.loads(record.read_text())["export"])
+def training_args(model: TrainedModel, budget: dict[str, Any], work: Path) -> list[str]:
+    """The ``train.py`` arguments that train ``model`` into ``<work>/runs/<key>/version_<n>``."""
     settings = budget if model.task == "classification" else budget["decoders"]  # where its configs are
     configs = settings["configs"][model.kind]
     args = ["fit"]
@@ -61,19 +61,65 @@ def train_model(model: TrainedModel, budget: dict[str, Any], work: Path) -> Path
              "--trainer.logger.init_args.save_dir", str(work / "runs"), "--trainer.logger.init_args.name", model.key]
     for name, value in model.options:
         args += [f"--model.{name}", flag_value(value)]
-    resumed = train.latest_last_checkpoint(work / "runs" / model.key)  # a training that was stopped
-    if resumed is not None:
-        print(f"{model.key}: continuing the interrupted training from {resumed}", flush=True)
-        args += ["--ckpt_path", "last"]
-    started = time.perf_counter()
-    cli = train.main(args)
-    export = Path(cli.trainer.log_dir) / "hf_export"
-    if not (export / "config.json").is_file():
-        raise RuntimeError(f"training {model.key} wrote no export at {export}")
-    record.parent.mkdir(parents=True, exist_ok=True)
-    record.write_text(json.dumps({"key": model.key, "export": str(export), "train_args": args,
-                                  "steps": cli.trainer.global_step, "resumed_from": str(resumed) if resumed else None,
-                                  "seconds": time.perf_counter() - started}, indent=2) + "\n")
+    return args
+
+
+def started_args(model: TrainedModel, work: Path) -> Path:
+    """Where the arguments of ``model``'s last started training are kept."""
+    return work / "runs" / model.key / "train_args.json"
+
+
+def interrupted_checkpoint(model: TrainedModel, args: list[str], work: Path) -> Path | None:
+    """The ``last.ckpt`` that ``train.py fit --ckpt_path last`` would continue for ``model``, if the training that
+    wrote it was started with the same ``args`` (:func:`started_args`); otherwise None (a new run)."""
+    started = started_args(model, work)
+    if not started.is_file() or json.loads(started.read_text())["train_args"] != args:
+        return None
+    return train.latest_last_checkpoint(work / "runs" / model.key)
+
+
+@contextmanager
+def training_lock(model: TrainedModel, work: Path) -> Iterator[None]:
+    """Holds ``<work>/models/<key>.lock`` (waiting for it): one process at a time trains a model, so two
+    experiments run side by side on one ``--work`` that need the same model train it once."""
+    lock = work / "models" / f"{model.key}.lock"
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with lock.open("w") as file:
+        try:
+            fcntl.flock(file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            print(f"{model.key}: another process is training it; waiting for it to finish", flush=True)
+            fcntl.flock(file, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(file, fcntl.LOCK_UN)
+
+
+def train_model(model: TrainedModel, budget: dict[str, Any], work: Path) -> Path:
+    """Trains ``model`` with ``train.py fit`` unless ``<work>/models/<key>.json`` records its export; an interrupted
+    training with the same arguments continues from its ``last.ckpt``. Returns the export folder."""
+    record = work / "models" / f"{model.key}.json"
+    with training_lock(model, work):
+        if record.is_file():  # also when another process trained it while this one waited
+            return Path(json.loads(record.read_text())["export"])
+        args = training_args(model, budget, work)
+        resumed = interrupted_checkpoint(model, args, work)
+        if resumed is not None:
+            print(f"{model.key}: continuing the interrupted training from {resumed}", flush=True)
+        started = started_args(model, work)
+        started.parent.mkdir(parents=True, exist_ok=True)
+        started.write_text(json.dumps({"train_args": args}, indent=2) + "\n")
+        clock = time.perf_counter()
+        cli = train.main([*args, "--ckpt_path", "last"] if resumed is not None else args)
+        export = Path(cli.trainer.log_dir) / "hf_export"
+        if not (export / "config.json").is_file():
+            raise RuntimeError(f"training {model.key} wrote no export at {export}")
+        record.write_text(json.dumps({"key": model.key, "export": str(export), "train_args": args,
+                                      "steps": cli.trainer.global_step,
+                                      "resumed_from": str(resumed) if resumed is not None else None,
+                                      "seconds": time.perf_counter() - clock},  # of this run (after a resume)
+                                     indent=2) + "\n")
     return export
 
 
