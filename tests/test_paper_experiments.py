@@ -128,6 +128,10 @@ def test_every_experiment_runs_resumes_and_renders(budget, tmp_path, monkeypatch
     assert render.with_interval(occlusion, "bcos_minus_comprehensiveness", signed=True) in text
     assert "Comp: the strongest post-hoc method is **occlusion**; B-cos − it: " in text
     assert "| b = 1.5 |" in text and text.index("| biases kept |") < text.index("| full B-cos |")  # the budget's order
+    # a table of several cells names the command that made all of them, not the first row's evaluation
+    assert ("Command: `python benchmarks/paper/run.py b_sweep` with budget `tiny` (each row's `python -m bcos.evaluate` "
+            "command is in its cell's JSON)*") in text
+    assert cells["b_sweep/b_=_1.5.json"]["evaluation"]["command"] not in text.split("## The B sweep")[1]
     # each sweep / ablation row against the recipe's row: the paired bootstrap of the per-example differences
     reference, swept = (cells[f"b_sweep/b_=_{b}.json"] for b in ("1.5", "2.0"))
     uncertainty = swept["evaluation"]["uncertainty"]

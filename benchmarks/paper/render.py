@@ -78,12 +78,23 @@ def model_line(cell: dict[str, Any]) -> str:
     return "; ".join(parts)
 
 
-def caption(cell: dict[str, Any]) -> str:
+def caption(cell: dict[str, Any], command: str | None = None) -> str:
+    """The italic caption of a table: data, sample size, the budget's caption and ``command`` (default: the
+    cell's own ``bcos.evaluate`` command)."""
     evaluation = cell["evaluation"]
     bootstrap = evaluation.get("bootstrap") or {}
     resamples = f", {bootstrap['resamples']} bootstrap resamples (seed {bootstrap['seed']})" if bootstrap else ""
+    command = f"`{evaluation.get('command', '')}`" if command is None else command
     return (f"*{cell['dataset']} / {cell['split']}, {evaluation['n_examples']} examples{resamples}; "
-            f"{cell.get('caption', '')} Command: `{evaluation.get('command', '')}`*")
+            f"{cell.get('caption', '')} Command: {command}*")
+
+
+def table_command(cells: list[dict[str, Any]]) -> str:
+    """The command behind a table of several cells (the sweep, the ablation): ``run.py`` with the cells' budgets;
+    each row's ``bcos.evaluate`` command is in its cell's JSON."""
+    budgets = ", ".join(f"`{name}`" for name in dict.fromkeys(cell.get("budget", "unnamed") for cell in cells))
+    return (f"`python benchmarks/paper/run.py {cells[0]['experiment']}` with budget {budgets} (each row's "
+            "`python -m bcos.evaluate` command is in its cell's JSON)")
 
 
 def faithfulness_section(cell: dict[str, Any]) -> list[str]:
@@ -144,7 +155,7 @@ def sweep_section(cells: list[dict[str, Any]], label: str) -> list[str]:
                       number(row.get("special_token_share"), 3),
                       *(f"{number(row.get(f'predicted_rate_{k}'), 3)} ({number(row.get(f'label_rate_{k}'), 3)})"
                         for k in classes)])
-    return [caption(cells[0]), "", *table(header, lines), "",
+    return [caption(cells[0], table_command(cells)), "", *table(header, lines), "",
             *(f"- {cell['cell']}: {model_line(cell)}" for cell in cells), "", *comparison_with_recipe(cells, label)]
 
 
