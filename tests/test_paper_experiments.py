@@ -217,6 +217,23 @@ def test_the_faithfulness_reading_names_the_methods_that_beat_b_cos():
     assert "Suff ↓: undetermined (no interval)" in render.reading(rows[2:], ["comprehensiveness", "sufficiency"])
 
 
+def sweep_cell(b: float, entropy: float, special_share: float) -> dict:
+    """A b-sweep cell with only what the trend reading reads."""
+    return {"cell": f"b = {b}", "evaluation": {"models": {"bcos": {"bcos": {"b": b}}}, "results": [
+        {"method": "bcos", "entropy": entropy, "special_token_share": special_share}]}}
+
+
+def test_the_trend_over_b_orders_rows_by_b_and_checks_monotonicity():
+    render = load("render")
+    # given out of order; ordered by b: entropy 0.8 > 0.7 > 0.6 falls, special share 0.1, 0.3, 0.2 is not monotone
+    cells = [sweep_cell(2.0, 0.6, 0.2), sweep_cell(1.0, 0.8, 0.1), sweep_cell(1.5, 0.7, 0.3)]
+    assert render.trend_over_b(cells) == [
+        "Trend over b (point estimates of single trainings, b = 1.0, 1.5, 2.0): entropy falls monotonically with b "
+        "(0.800 → 0.700 → 0.600; as in the paper); special share is not monotone with b (0.100 → 0.300 → 0.200; "
+        "the paper: it rises).", ""]
+    assert render.trend_over_b(cells[:2]) == []  # two rows show no trend
+
+
 def test_an_interrupted_training_continues_from_its_last_checkpoint(tiny, tmp_path, monkeypatch):  # noqa: F811
     monkeypatch.setattr(sys, "argv", ["run.py"])
     run = load("run")

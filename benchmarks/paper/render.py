@@ -156,7 +156,35 @@ def sweep_section(cells: list[dict[str, Any]], label: str) -> list[str]:
                       *(f"{number(row.get(f'predicted_rate_{k}'), 3)} ({number(row.get(f'label_rate_{k}'), 3)})"
                         for k in classes)])
     return [caption(cells[0], table_command(cells)), "", *table(header, lines), "",
-            *(f"- {cell['cell']}: {model_line(cell)}" for cell in cells), "", *comparison_with_recipe(cells, label)]
+            *(f"- {cell['cell']}: {model_line(cell)}" for cell in cells), "", *comparison_with_recipe(cells, label),
+            *(trend_over_b(cells) if label == "b" else [])]
+
+
+#: the sweep's scores whose direction over b the paper states, with the paper's direction
+TRENDS = {"entropy": "falls", "special_token_share": "rises"}
+
+
+def trend_over_b(cells: list[dict[str, Any]]) -> list[str]:
+    """Whether each score of :data:`TRENDS` rises or falls monotonically with b over the rows (point estimates,
+    ordered by the B-cos model's b), beside the paper's direction; [] with fewer than three rows."""
+    if len(cells) < 3:
+        return []
+    ordered = sorted(cells, key=lambda cell: cell["evaluation"]["models"]["bcos"]["bcos"]["b"])
+    parts = []
+    for score, paper in TRENDS.items():
+        values = [bcos_row(cell).get(score) for cell in ordered]
+        if any(not isinstance(value, (int, float)) for value in values):
+            continue
+        steps = [after - before for before, after in zip(values, values[1:])]
+        direction = "rises" if all(step > 0 for step in steps) else "falls" if all(step < 0 for step in steps) else None
+        found = f"{direction} monotonically" if direction else "is not monotone"
+        agreement = "as in the paper" if direction == paper else f"the paper: it {paper}"
+        parts.append(f"{HEADERS[score]} {found} with b ({' → '.join(number(v, 3) for v in values)}; {agreement})")
+    if not parts:
+        return []
+    return [f"Trend over b (point estimates of single trainings, b = "
+            f"{', '.join(str(cell['evaluation']['models']['bcos']['bcos']['b']) for cell in ordered)}): "
+            f"{'; '.join(parts)}.", ""]
 
 
 def bcos_row(cell: dict[str, Any]) -> dict[str, Any]:
