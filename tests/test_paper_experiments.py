@@ -234,6 +234,11 @@ def test_the_trend_over_b_orders_rows_by_b_and_checks_monotonicity():
     assert render.trend_over_b(cells[:2]) == []  # two rows show no trend
 
 
+def test_option_values_reach_train_py_unquoted():
+    run = load("run")
+    assert [run.flag_value(value) for value in ("ce", False, 1.0, None)] == ["ce", "false", "1.0", "null"]
+
+
 def test_an_interrupted_training_continues_from_its_last_checkpoint(tiny, tmp_path, monkeypatch):  # noqa: F811
     monkeypatch.setattr(sys, "argv", ["run.py"])
     run = load("run")

@@ -45,8 +45,9 @@ DEFAULT_DOC = REPO_ROOT / "docs" / "RESULTS.md"
 
 
 def flag_value(value: Any) -> str:
-    """A ``train.py`` command-line value (jsonargparse reads it as YAML)."""
-    return json.dumps(value)
+    """A ``train.py`` command-line value (jsonargparse reads it as YAML): a string as it is (JSON quotes would
+    reach the option as part of the value), anything else as JSON."""
+    return value if isinstance(value, str) else json.dumps(value)
 
 
 def training_args(model: TrainedModel, budget: dict[str, Any], work: Path) -> list[str]:
