@@ -203,7 +203,7 @@ def test_the_faithfulness_reading_names_the_methods_that_beat_b_cos():
     text = render.reading(rows, ["comprehensiveness", "sufficiency", "seqpg", "entropy"])
     assert ("Comp: the strongest post-hoc method is **lime**; B-cos − it: tie (the interval includes 0); "
             "Suff ↓: behind lime; SeqPG ↑: behind occlusion. Goal (B-cos ahead in Comp with the paired interval "
-            "excluding 0, and best or tied-best in the others): **not reached**.") in text
+            "excluding 0, and best or tied-best in Suff and SeqPG): **not reached**.") in text
     rows[0].update(bcos_minus_comprehensiveness_low=0.5)  # ahead in Comp, still behind lime in Suff
     assert "B-cos − it: B-cos ahead; Suff ↓: behind lime. Goal" in render.reading(rows[:1], ["comprehensiveness",
                                                                                            "sufficiency"])
@@ -211,6 +211,9 @@ def test_the_faithfulness_reading_names_the_methods_that_beat_b_cos():
     rows[0].update(bcos_minus_sufficiency_low=-1.0, bcos_minus_sufficiency_high=-0.5)  # now ahead in Suff too
     assert "Suff ↓: best or tied-best. Goal" in render.reading(rows[:1], ["comprehensiveness", "sufficiency"])
     assert "**reached**" in render.reading(rows[:1], ["comprehensiveness", "sufficiency"])
+    rows[0].update(bcos_minus_plausibility_auprc_low=-0.2, bcos_minus_plausibility_auprc_high=-0.1)
+    auprc = render.reading(rows[:1], ["comprehensiveness", "sufficiency", "plausibility_auprc"])
+    assert "AUPRC ↑: behind lime" in auprc and "**reached**" in auprc  # reported, not part of the goal
     both = render.reading([rows[0], rows[2]], ["comprehensiveness", "sufficiency"])  # saliency: no interval
     assert "Suff ↓: best or tied-best among those with an interval (none against saliency)" in both
     assert "**not reached**" in both
