@@ -172,6 +172,7 @@ def trend_over_b(cells: list[dict[str, Any]]) -> list[str]:
     if len(cells) < 3:
         return []
     ordered = sorted(cells, key=lambda cell: cell["evaluation"]["models"]["bcos"]["bcos"]["b"])
+    b_values = [cell["evaluation"]["models"]["bcos"]["bcos"]["b"] for cell in ordered]
     parts = []
     for score, paper in TRENDS.items():
         values = [bcos_row(cell).get(score) for cell in ordered]
@@ -184,8 +185,7 @@ def trend_over_b(cells: list[dict[str, Any]]) -> list[str]:
         parts.append(f"{HEADERS[score]} {found} with b ({' → '.join(number(v, 3) for v in values)}; {agreement})")
     if not parts:
         return []
-    return [f"Trend over b (point estimates of single trainings, b = "
-            f"{', '.join(str(cell['evaluation']['models']['bcos']['bcos']['b']) for cell in ordered)}): "
+    return [f"Trend over b (point estimates of single trainings, b = {', '.join(map(str, b_values))}): "
             f"{'; '.join(parts)}.", ""]
 
 
