@@ -80,6 +80,7 @@ def budget(tiny, tmp_path_factory) -> Path:  # noqa: F811
         "b_sweep": {"dataset": "tiny", "b_values": [1.5, 2.0]},
         "ablation": {"dataset": "tiny", "ablations": ["biases kept", "full B-cos"]},  # rendered in this order
         "decoders": {"configs": tiny_decoder_configs(root), "suites": {"blimp": 2, "ioi": None},
+                     "caption": "tiny Llama decoders, 2 steps.",
                      "flags": ["--methods", "bcos,saliency", "--bootstrap-resamples", "100"]},
     }
     path = root / "budget.yaml"
@@ -158,6 +159,13 @@ def test_every_experiment_runs_resumes_and_renders(budget, tmp_path, monkeypatch
     assert "### ioi" in text and "all rows of each subset file, 100 bootstrap resamples" in text
     assert "### blimp" in text and "the first 2 rows of each subset file" in text
     assert f"| all | bcos | 4 | {render.with_interval({k: 100 * pooled[k] for k in ('accuracy', 'accuracy_low', 'accuracy_high')}, 'accuracy', 1)} |" in text
+    # each cell carries its own experiment's caption; the reading names the best post-hoc method by evidence MRR
+    assert [cells[name]["caption"] for name in ("decoders/ioi.json", "faithfulness/tiny.json")] == [
+        "tiny Llama decoders, 2 steps.", "tiny BERT, 2 steps."]
+    ioi_saliency = next(row for row in ioi["alignment"] if row["method"] == "saliency" and row["subset"] == "all")
+    assert (f"evidence MRR B-cos {render.number(next(row for row in ioi['alignment'] if row['method'] == 'bcos' and row['subset'] == 'all')['mrr'], 3)} "
+            f"vs the best post-hoc method, saliency on the conventional model, {render.number(ioi_saliency['mrr'], 3)}: "
+            "the intervals ") in text.split("### ioi")[1]
 
     before = {path: path.stat().st_mtime_ns for path in written}
     monkeypatch.setattr(run.train, "main", lambda args: pytest.fail(f"retrained: {args}"))

@@ -263,13 +263,30 @@ def decoder_section(cell: dict[str, Any]) -> list[str]:
                     number(row["evidence_share"], 3), number(row["seconds_per_pair"], 4)]
                    for row in evaluation["alignment"] if row["subset"] == "all"]), ""]
     pooled = {row["model"]: row for row in evaluation["competence"] if row["subset"] == "all"}
+    reading = []
     if {"bcos", "conventional"} <= set(pooled):
         bcos, conventional = pooled["bcos"], pooled["conventional"]
-        apart = bcos["accuracy_low"] > conventional["accuracy_high"] or conventional["accuracy_low"] > bcos["accuracy_high"]
-        out += [f"Reading: pooled accuracy B-cos {number(100 * bcos['accuracy'], 1)} % vs conventional "
-                f"{number(100 * conventional['accuracy'], 1)} %: the intervals "
-                f"{'do not overlap' if apart else 'overlap (no difference shown)'}.", ""]
+        reading.append(f"pooled accuracy B-cos {number(100 * bcos['accuracy'], 1)} % vs conventional "
+                       f"{number(100 * conventional['accuracy'], 1)} %: {overlap_reading(bcos, conventional, 'accuracy')}")
+    alignment = [row for row in evaluation["alignment"] if row["subset"] == "all" and row["mrr"] is not None]
+    bcos_rows = [row for row in alignment if row["method"] == "bcos"]
+    posthoc = [row for row in alignment if row["method"] not in ("bcos", "random")]
+    if bcos_rows and posthoc:
+        best = max(posthoc, key=lambda row: row["mrr"])
+        reading.append(f"evidence MRR B-cos {number(bcos_rows[0]['mrr'], 3)} vs the best post-hoc method, {best['method']} "
+                       f"on the {best['model']} model, {number(best['mrr'], 3)}: {overlap_reading(bcos_rows[0], best, 'mrr')}")
+    if reading:
+        out += ["Reading: " + "; ".join(reading) + " (two models' or methods' intervals, not a paired interval).", ""]
     return out
+
+
+def overlap_reading(first: dict[str, Any], second: dict[str, Any], name: str) -> str:
+    """Whether the 95 % intervals of ``name`` in two rows are apart (which is ahead) or overlap."""
+    if first[f"{name}_low"] > second[f"{name}_high"]:
+        return "the intervals do not overlap (B-cos ahead)"
+    if second[f"{name}_low"] > first[f"{name}_high"]:
+        return "the intervals do not overlap (B-cos behind)"
+    return "the intervals overlap (no difference shown)"
 
 
 def render(results: Path) -> str:

@@ -166,7 +166,8 @@ def run_cell(cell: Cell, budget: dict[str, Any], work: Path, results: Path, reus
         "experiment": cell.experiment, "cell": cell.name, "position": position, "dataset": cell.dataset, "split": split,
         "models": {model.kind: {"key": model.key, "options": dict(model.options), "export": str(exports[model.kind]),
                                 "training": trainings[model.kind]} for model in cell.models},
-        "budget": budget.get("name", "unnamed"), "caption": budget.get("caption", ""),
+        "budget": budget.get("name", "unnamed"),
+        "caption": (budget["decoders"] if cell.experiment == "decoders" else budget).get("caption", ""),
         "evaluation": {key: value for key, value in evaluation.items() if key != "files"},
     }, indent=2, default=str) + "\n")
     partial.rename(out)  # a cell's JSON is complete or absent
