@@ -15,6 +15,7 @@ from bcos import BcosAnnealing, BcosOptions, bcosify, load_model
 from bcos.convert.annealing import CHECKPOINT_KEY as ANNEALING_KEY
 from bcos.handle import probabilities, record_max_length, record_probabilities
 from bcos.loader import CHECKPOINT_CONFIG_KEY, CHECKPOINT_LORA_KEY
+from bcos.nn import BcosLinear
 from lightning_modules.errors import RunConfigurationError
 from lightning_modules.optim import (adamw_with_linear_schedule, first_batch_log_scale, parameter_groups,
                                      register_logit_scale)
@@ -68,6 +69,13 @@ def _state_dict_difference(expected: Mapping[str, torch.Tensor], given: Mapping[
               ("keys in the checkpoint that the configured model lacks", unexpected),
               ("tensors of another shape (checkpoint vs configured)", reshaped)) if keys]
     return "; ".join(f"{label} (e.g. {', '.join(examples)})" for label, examples in parts)
+
+
+def normalized_weight_names(module: nn.Module) -> set[str]:
+    """The names of the weights of ``module``'s weight-normalised B-cos layers: scale-invariant parameters (only
+    their rows' directions act), which an optimizer step turns rather than resizes."""
+    return {f"{prefix}.weight" if prefix else "weight" for prefix, layer in module.named_modules()
+            if isinstance(layer, BcosLinear) and layer.normalize_weights}
 
 
 class BcosModule(LightningModule):
@@ -219,7 +227,10 @@ class BcosModule(LightningModule):
         if self.annealing is not None and isinstance(hp.anneal_steps, float) and self.annealing.completed == 0:
             self.annealing.set_length(max(1, round(hp.anneal_steps * total_steps)))
         extra = {"log_logit_scale": {"lr": hp.logit_scale_lr}} if hp.learn_logit_scale else None
-        return adamw_with_linear_schedule(parameter_groups(self, hp.weight_decay, extra), hp.learning_rate,
+        other_rate = hp.get("unnormalized_learning_rate")
+        normalized = normalized_weight_names(self)
+        rate_of = None if other_rate is None else (lambda name: None if name in normalized else other_rate)
+        return adamw_with_linear_schedule(parameter_groups(self, hp.weight_decay, extra, rate_of), hp.learning_rate,
                                           hp.warmup_fraction, total_steps)
 
     def on_train_start(self) -> None:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import math
 from functools import partial
+from typing import Callable
 
 import torch
 from torch import nn
@@ -44,22 +45,29 @@ def linear_warmup_decay(step: int, warmup_steps: int, total_steps: int) -> float
     return max(0.0, (total_steps - step) / max(1, total_steps - warmup_steps))
 
 
-def parameter_groups(module: nn.Module, weight_decay: float, extra: dict[str, dict] | None = None) -> list[dict]:
+def parameter_groups(module: nn.Module, weight_decay: float, extra: dict[str, dict] | None = None,
+                     learning_rate_of: Callable[[str], float | None] | None = None) -> list[dict]:
     """AdamW groups: matrices decay, vectors and scalars (biases, norm weights) do not.
 
     ``extra`` maps parameter names to their own group options (e.g. a learning rate); those parameters
-    get no weight decay.
+    get no weight decay. ``learning_rate_of`` gives a parameter's own learning rate by its name (None: the
+    optimizer's); parameters of different rates go into different groups. Empty groups are left out.
     """
     extra = extra or {}
-    decay, no_decay, own = [], [], []
+    grouped: dict[tuple[bool, float | None], list[nn.Parameter]] = {}
+    own = []
     for name, param in module.named_parameters():
         if not param.requires_grad:
             continue
         if name in extra:
             own.append({"params": [param], "weight_decay": 0.0, **extra[name]})
-        else:
-            (decay if param.ndim >= 2 else no_decay).append(param)
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}, *own]
+            continue
+        rate = learning_rate_of(name) if learning_rate_of is not None else None
+        grouped.setdefault((param.ndim >= 2, rate), []).append(param)
+    groups = [{"params": params, "weight_decay": weight_decay if decays else 0.0,
+               **({"lr": rate} if rate is not None else {})}
+              for (decays, rate), params in sorted(grouped.items(), key=lambda item: (not item[0][0], item[0][1] or 0))]
+    return [*groups, *own]
 
 
 def adamw_with_linear_schedule(groups: list[dict], learning_rate: float, warmup_fraction: float,

@@ -51,6 +51,10 @@ class SequenceClassifier(BcosModule):
         learning_rate, weight_decay, warmup_fraction: AdamW (None: the default learning rate of the model's kind,
             below) with linear warm-up over this fraction of the
             total steps, then linear decay to 0; biases, norm weights and the scale get no weight decay.
+        unnormalized_learning_rate: the learning rate of every parameter that is not the weight of a
+            weight-normalised B-cos layer (embeddings, norm gains, unnormalised layers; None: ``learning_rate``).
+            Normalised weights are scale-invariant, an AdamW step turns their rows by about lr·√fan-in/‖w‖;
+            the other parameters take steps of absolute size lr, as in a conventional model.
 
     The defaults of ``b``, ``anneal_steps``, ``logit_scale`` and (for B-cos models) ``learning_rate`` are
     ``BCOS_RECIPE``; a conventional model's learning rate defaults to ``CONVENTIONAL_LEARNING_RATE``.
@@ -78,6 +82,7 @@ class SequenceClassifier(BcosModule):
         learn_logit_scale: bool = False,
         logit_scale_lr: float = 1e-2,
         learning_rate: float | None = None,
+        unnormalized_learning_rate: float | None = None,
         weight_decay: float = 0.01,
         warmup_fraction: float = 0.1,
         lora: dict[str, Any] | None = None,

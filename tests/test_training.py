@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 from pathlib import Path
 
 import lightning as L
@@ -115,6 +116,24 @@ def test_a_few_steps_lower_the_loss(tiny):
     before, after = mean_loss(fresh, data.train_dataloader()), mean_loss(module, data.train_dataloader())
     assert before == pytest.approx(0.6931, abs=1e-3)
     assert after < 0.1 * before
+
+
+def test_unnormalized_learning_rate_covers_all_but_the_normalised_bcos_weights(tiny):
+    def rates(**options) -> dict[str, float]:
+        module = SequenceClassifier(str(tiny["model"]), num_labels=2, learning_rate=1e-3, **options)
+        names = {id(param): name for name, param in module.named_parameters()}
+        optimizer = module.optimizer_for(10)["optimizer"]
+        return {names[id(param)]: group["initial_lr"] for group in optimizer.param_groups for param in group["params"]}
+
+    split = rates(unnormalized_learning_rate=1e-4)
+    # BERT's B-cos layers: attention output, FFN in and out, pooler, classifier; Q/K/V stay linear (attention is
+    # the dynamic-linear map), embeddings and norm gains are no B-cos layers
+    bcos_layer = r"(attention\.output\.dense|intermediate\.dense|layer\.\d+\.output\.dense|pooler\.dense|classifier)\.weight$"
+    assert {name for name, rate in split.items() if rate == 1e-3} == {
+        name for name in split if re.search(bcos_layer, name)} != set()
+    assert {rate for name, rate in split.items() if not re.search(bcos_layer, name)} == {1e-4}
+    assert set(rates().values()) == {1e-3}  # not set: one rate
+    assert set(rates(unnormalized_learning_rate=1e-4, normalize_weights=False).values()) == {1e-4}
 
 
 def test_schedule_warms_up_then_decays():
