@@ -10,7 +10,8 @@ Public API::
     handle = bcos.load(path_or_hub_id_or_ckpt)    # a Model: model, tokenizer, kind, probabilities(logits)
     print(bcos.verify(model, original))           # check a conversion: no bias, no nonlinearity, complete, exact
 """
-from .convert import BcosAnnealing, BcosOptions, ConversionReport, bcosify, supported_architectures
+from .convert import (BcosAnnealing, BcosOptions, ConversionReport, bcosify, calibrate_output_gains,
+                      supported_architectures)
 from .explain import Explanation, merge_subwords, token_strings
 from .explain import explain as _explain_function
 from .handle import Model
@@ -31,6 +32,7 @@ __all__ = [
     "Model",
     "ModelFileError",
     "bcosify",
+    "calibrate_output_gains",
     "explain",
     "explanation_mode",
     "is_explanation_mode",

@@ -159,7 +159,7 @@ def main() -> None:
         batch = next(batches)
         for run in runs:
             module = run["module"]
-            module.set_logit_scale(batch)
+            module.calibrate(batch)
             module.advance_annealing(step - 1, [run["optimizer"]])
             start = time.perf_counter()
             loss = module.loss(module(batch["input_ids"], batch["attention_mask"]), batch["labels"])

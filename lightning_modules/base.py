@@ -11,7 +11,8 @@ from lightning.pytorch import LightningModule
 from lightning.pytorch.utilities import rank_zero_warn
 from torch import nn
 
-from bcos import BcosAnnealing, BcosOptions, bcosify, load_model
+from bcos import BcosAnnealing, BcosOptions, bcosify, calibrate_output_gains, load_model
+from bcos.convert import gain_layers
 from bcos.convert.annealing import CHECKPOINT_KEY as ANNEALING_KEY
 from bcos.handle import probabilities, record_max_length, record_probabilities
 from bcos.loader import CHECKPOINT_CONFIG_KEY, CHECKPOINT_LORA_KEY
@@ -22,7 +23,7 @@ from lightning_modules.optim import (adamw_with_linear_schedule, first_batch_log
 
 #: options that change what a model computes; a checkpoint trained with others loads with a warning
 MODEL_OPTION_KEYS = ("bcos", "b", "layer_b", "normalize_weights", "remove_biases", "keep_head_activations",
-                     "anneal_steps", "logit_scale", "learn_logit_scale", "lora")
+                     "anneal_steps", "logit_scale", "learn_logit_scale", "lora", "output_gains")
 
 
 def check_anneal_steps(anneal_steps: int | float) -> None:
@@ -32,6 +33,22 @@ def check_anneal_steps(anneal_steps: int | float) -> None:
     if not (is_steps or (isinstance(anneal_steps, float) and 0 < anneal_steps < 1)):
         raise ValueError(f"anneal_steps must be a number of steps (an int >= 0) or a fraction of the training steps "
                          f"(a float in (0, 1)), got {anneal_steps!r}")
+
+
+def register_output_gain_calibration(module: nn.Module, output_gains: bool, bcos: bool, anneal_steps: int | float
+                                     ) -> None:
+    """With ``output_gains``, gives ``module`` the buffer ``output_gains_calibrated`` (False until its first batch
+    sets the gains; checkpoints hold it, so a resumed run keeps its gains). Refuses it for a conventional model and
+    with an annealed conversion (whose layers reach the B-cos form only at the end of the ramp)."""
+    if not output_gains:
+        return
+    if not bcos:
+        raise ValueError("output_gains applies to B-cos models only: set bcos: true or output_gains: false")
+    if anneal_steps:
+        raise ValueError("output_gains and anneal_steps cannot be combined: the gains are set on the first batch "
+                         "for the B-cos form, which an annealed conversion reaches only at the end of its ramp; set "
+                         "anneal_steps: 0")
+    module.register_buffer("output_gains_calibrated", torch.tensor(False))
 
 
 def position_limit(config: Any) -> int | None:
@@ -120,6 +137,7 @@ class BcosModule(LightningModule):
             options = {f.name: hp[f.name] for f in fields(BcosOptions) if f.name in hp}
             if hp.get("anneal_steps"):  # a fraction gets its length in optimizer_for, once training's is known
                 steps = hp.anneal_steps if isinstance(hp.anneal_steps, int) else 1
+                options.pop("output_gains", None)  # refused with annealing (check_output_gains)
                 self.annealing = BcosAnnealing(model, steps, **options)
             else:
                 bcosify(model, **options)
@@ -167,12 +185,36 @@ class BcosModule(LightningModule):
         with torch.no_grad():
             self.log_logit_scale.copy_(values[0] if self.hparams.learn_logit_scale else self._scheduled_log_scale())
 
+    def calibrate_output_gains(self, batch: dict[str, torch.Tensor]) -> None:
+        """With ``output_gains``, sets the B-cos layers' output gains from ``batch`` the first time (no-op
+        afterwards; ``bcos.convert.calibrate_output_gains`` in eval mode), taken from rank 0 under DDP."""
+        done = getattr(self, "output_gains_calibrated", None)
+        if done is None or bool(done):
+            return
+        training = self.model.training
+        self.model.eval()
+        calibrate_output_gains(self.model, lambda: self(batch["input_ids"], batch["attention_mask"]))
+        self.model.train(training)
+        layers = list(gain_layers(self.model).values())
+        gains = torch.stack([layer.output_gain for layer in layers])
+        if self._trainer is not None:
+            gains = self.trainer.strategy.broadcast(gains, src=0)
+        for layer, gain in zip(layers, gains):
+            layer.output_gain.copy_(gain)
+        done.fill_(True)
+
+    def calibrate(self, batch: dict[str, torch.Tensor]) -> None:
+        """The settings taken from the first batch the module sees: the output gains, then (on the gained model)
+        the automatic logit scale. No-op once they are set."""
+        self.calibrate_output_gains(batch)
+        self.set_logit_scale(batch)
+
     def _scheduled_log_scale(self) -> torch.Tensor:
         progress = 1.0 if self.annealing is None else self.annealing.progress
         return torch.lerp(self.auto_log_logit_scales[0], self.auto_log_logit_scales[1], progress)
 
     def on_train_batch_start(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
-        self.set_logit_scale(batch)
+        self.calibrate(batch)
         if self.annealing is not None:
             self.advance_annealing(self.trainer.global_step, self.trainer.optimizers)
             self.log("train/anneal_progress", self.annealing.progress, batch_size=batch["input_ids"].shape[0])

@@ -9,7 +9,7 @@ from torch import nn
 from torchmetrics import MeanMetric, SumMetric
 from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 
-from lightning_modules.base import BcosModule, check_anneal_steps
+from lightning_modules.base import BcosModule, check_anneal_steps, register_output_gain_calibration
 from lightning_modules.optim import AUTO_LOGIT_SCALE
 
 LOSSES = ("bce", "ce")
@@ -62,6 +62,11 @@ class SequenceClassifier(BcosModule):
             ``bcos.convert.lora.add_lora`` (``r``, ``lora_alpha``, ``target_modules``, ...), e.g. ``{"r": 8}``.
             The adapters sit on every linear layer of the transformer blocks; a new classification head trains
             fully. Exports merge the adapters and keep them in ``lora_adapter/``.
+        output_gains: give every B-cos layer a constant output gain, set on the first batch so that its output
+            has the root mean square of the plain linear map with the same weight on the same input
+            (``bcos.convert.calibrate_output_gains``): the converted residual branches start at their pre-trained
+            size instead of a few per cent of it. B-cos models with a direct conversion only; exports keep the
+            gains.
     """
 
     monitor = ("val/acc", "max")
@@ -86,11 +91,13 @@ class SequenceClassifier(BcosModule):
         weight_decay: float = 0.01,
         warmup_fraction: float = 0.1,
         lora: dict[str, Any] | None = None,
+        output_gains: bool = False,
     ) -> None:
         super().__init__()
         if loss not in (None, *LOSSES):
             raise ValueError(f"loss must be one of {LOSSES} (or None for the default), got {loss!r}")
         check_anneal_steps(anneal_steps)
+        register_output_gain_calibration(self, output_gains, bcos, anneal_steps)
         default_scale = BCOS_RECIPE["logit_scale"] if bcos else 1.0
         self.register_logit_scale(default_scale if logit_scale is None else logit_scale, learn_logit_scale)
         self.save_hyperparameters()
@@ -160,7 +167,7 @@ class SequenceClassifier(BcosModule):
         return loss
 
     def _evaluate(self, batch: dict[str, torch.Tensor], stage: str) -> None:
-        self.set_logit_scale(batch)
+        self.calibrate(batch)
         labels = batch["labels"]
         logits = self(batch["input_ids"], batch["attention_mask"])
         metrics = self.metrics[stage]
@@ -181,7 +188,7 @@ class SequenceClassifier(BcosModule):
     def predict_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> dict[str, torch.Tensor]:
         """``logits``, ``probabilities`` (:meth:`probabilities`: sigmoid for BCE, softmax for CE, of the scaled
         logits) and ``prediction`` per example."""
-        self.set_logit_scale(batch)
+        self.calibrate(batch)
         logits = self(batch["input_ids"], batch["attention_mask"])
         return {"logits": logits, "probabilities": self.probabilities(logits), "prediction": logits.argmax(-1)}
 

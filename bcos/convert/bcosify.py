@@ -25,6 +25,9 @@ class BcosOptions:
         keep_head_activations: keep pooler tanh / classifier ReLU / tanh (ablations).
         keep_activations: keep hidden activations as ordinary nonlinearities instead of gated ones.
         eps: ε of the B-cos layers.
+        output_gains: give every B-cos layer a constant output gain (1 until
+            :func:`~bcos.convert.calibrate_output_gains` sets it), e.g. to give the converted branches back the
+            size the pre-trained ones had.
     """
 
     b: float = 2.0
@@ -34,6 +37,7 @@ class BcosOptions:
     keep_head_activations: bool = False
     keep_activations: bool = False
     eps: float = 1e-6
+    output_gains: bool = False
 
     def __post_init__(self) -> None:
         for name, b in [("b", self.b), *((f"layer_b[{pattern!r}]", b) for pattern, b in self.layer_b.items())]:
@@ -101,14 +105,16 @@ def _to_bcos_linear(module: nn.Module, b: float, options: BcosOptions) -> BcosLi
     if isinstance(module, Conv1D):
         weight = module.weight.detach().t().contiguous()
         layer = BcosLinear(weight.shape[1], weight.shape[0], b=b, normalize_weights=options.normalize_weights,
-                           bias=not options.remove_biases, eps=options.eps, device=weight.device, dtype=weight.dtype)
+                           bias=not options.remove_biases, eps=options.eps, output_gain=options.output_gains,
+                           device=weight.device, dtype=weight.dtype)
         with torch.no_grad():
             layer.weight.copy_(weight)
             if layer.bias is not None:
                 layer.bias.copy_(module.bias)
         return layer
     return BcosLinear.from_linear(module, b=b, normalize_weights=options.normalize_weights,
-                                  keep_bias=not options.remove_biases, eps=options.eps)
+                                  keep_bias=not options.remove_biases, eps=options.eps,
+                                  output_gain=options.output_gains)
 
 
 def _to_plain_linear(module: nn.Module, options: BcosOptions) -> nn.Module:
@@ -227,6 +233,7 @@ def bcosify(
     keep_head_activations: bool = False,
     keep_activations: bool = False,
     eps: float = 1e-6,
+    output_gains: bool = False,
 ) -> nn.Module:
     """Convert a loaded transformers model into a B-cos model, in place, and return it.
 
@@ -253,7 +260,7 @@ def bcosify(
     _check_softcaps(model, adapter)
     options = BcosOptions(b=b, layer_b=dict(layer_b or {}), remove_biases=remove_biases,
                           normalize_weights=normalize_weights, keep_head_activations=keep_head_activations,
-                          keep_activations=keep_activations, eps=eps)
+                          keep_activations=keep_activations, eps=eps, output_gains=output_gains)
     options.check_layer_b(bcos_layer_names(model, adapter))
     report = ConversionReport(type(model).__name__, options)
 

@@ -85,6 +85,8 @@ class BcosLinear(nn.Module):
             when false the raw rows are used, so ``b=1`` reproduces the original layer exactly.
         bias: keep an additive bias (only for ablations: a bias breaks the dynamic-linear form).
         eps: the ε inside the power and in the cosine's denominator.
+        output_gain: multiply the output by a constant scalar, the buffer ``output_gain`` (1 until set, e.g. by
+            :func:`bcos.convert.calibrate_output_gains`); a constant keeps the layer dynamic linear.
 
     Shapes: input ``[..., in_features]`` → output ``[..., out_features]``.
     """
@@ -97,6 +99,7 @@ class BcosLinear(nn.Module):
         normalize_weights: bool = True,
         bias: bool = False,
         eps: float = 1e-6,
+        output_gain: bool = False,
         device: torch.device | None = None,
         dtype: torch.dtype | None = None,
     ) -> None:
@@ -112,10 +115,18 @@ class BcosLinear(nn.Module):
             self.bias = nn.Parameter(torch.zeros(out_features, device=device, dtype=dtype))
         else:
             self.register_parameter("bias", None)
+        self._register_output_gain(output_gain)
+
+    def _register_output_gain(self, output_gain: bool) -> None:
+        if output_gain:
+            self.register_buffer("output_gain", torch.ones((), device=self.weight.device, dtype=self.weight.dtype))
+        else:
+            self.output_gain = None
 
     @classmethod
     def from_linear(
-        cls, linear: nn.Linear, b: float = 2.0, normalize_weights: bool = True, keep_bias: bool = False, eps: float = 1e-6
+        cls, linear: nn.Linear, b: float = 2.0, normalize_weights: bool = True, keep_bias: bool = False,
+        eps: float = 1e-6, output_gain: bool = False,
     ) -> "BcosLinear":
         """Build from an ``nn.Linear``, sharing its weight parameter (so tied weights stay tied)."""
         layer = cls.__new__(cls)
@@ -127,6 +138,7 @@ class BcosLinear(nn.Module):
             layer.bias = linear.bias
         else:
             layer.register_parameter("bias", None)
+        layer._register_output_gain(output_gain)
         return layer
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -135,6 +147,8 @@ class BcosLinear(nn.Module):
     def transform(self, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
         """This layer's B-cos transform with ``weight [out, in]`` in place of its own (e.g. with a LoRA update)."""
         out = bcos_transform(x, weight, self.b, self.eps, 1.0 if self.normalize_weights else 0.0)
+        if self.output_gain is not None:
+            out = out * self.output_gain
         if self.bias is not None:
             out = out + self.bias
         return out
@@ -143,6 +157,7 @@ class BcosLinear(nn.Module):
         return (
             f"in_features={self.in_features}, out_features={self.out_features}, b={self.b}, "
             f"normalize_weights={self.normalize_weights}, bias={self.bias is not None}"
+            + (f", output_gain={self.output_gain.item():.4g}" if self.output_gain is not None else "")
         )
 
 
