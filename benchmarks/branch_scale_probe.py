@@ -2,7 +2,8 @@
 
 For MiniLM on SST-2 validation sentences, measures per transformer block how large the attention and FFN branches
 are against the residual stream they are added to (``‖branch(x)‖ / ‖x‖``, mean over real tokens), for the
-pre-trained model and for direct B-cos conversions (b = 1.25, 1.5, 2; weights normalised or not). It also records
+pre-trained model and for direct B-cos conversions (b = 1.25, 1.5, 2; weights normalised or not; normalised with
+output gains calibrated on the same sentences, ``bcos.calibrate_output_gains``). It also records
 the RMS of the classifier logits, the mean |cos(x, w)| seen by the B-cos layers, and the row norms of the
 pre-trained weights (with normalised rows an Adam step of size lr turns a row by about lr·sqrt(fan-in)/‖w‖).
 
@@ -90,6 +91,11 @@ def main() -> None:
             converted = bcos.bcosify(copy.deepcopy(original), b=b, normalize_weights=normalize).eval()
             rows[f"b={b} {'normalised' if normalize else 'raw weights'}"] = {
                 **branch_ratios(converted, batch), "mean_abs_cos": mean_abs_cos(converted, batch)}
+        gained = bcos.bcosify(copy.deepcopy(original), b=b, output_gains=True).eval()
+        bcos.calibrate_output_gains(gained, lambda: gained(input_ids=batch["input_ids"],
+                                                           attention_mask=batch["attention_mask"]))
+        rows[f"b={b} normalised, output gains"] = {
+            **branch_ratios(gained, batch), "mean_abs_cos": mean_abs_cos(gained, batch)}
     norms = [row.norm().item() for m in original.bert.encoder.modules() if isinstance(m, nn.Linear)
              for row in m.weight]
     fan_in = [m.in_features for m in original.bert.encoder.modules() if isinstance(m, nn.Linear)]
