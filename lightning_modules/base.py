@@ -2,6 +2,7 @@
 scale, the optimizer and schedule, and the checkpoint guards, shared by the classifier and the causal LM."""
 from __future__ import annotations
 
+import inspect
 from collections.abc import Mapping
 from dataclasses import fields
 from typing import Any
@@ -35,15 +36,18 @@ def check_anneal_steps(anneal_steps: int | float) -> None:
                          f"(a float in (0, 1)), got {anneal_steps!r}")
 
 
-def register_output_gain_calibration(module: nn.Module, output_gains: bool, bcos: bool, anneal_steps: int | float
-                                     ) -> None:
+def register_output_gain_calibration(module: nn.Module, output_gains: bool, bcos: bool, anneal_steps: int | float,
+                                     lora: dict[str, Any] | None) -> None:
     """With ``output_gains``, gives ``module`` the buffer ``output_gains_calibrated`` (False until its first batch
-    sets the gains; checkpoints hold it, so a resumed run keeps its gains). Refuses it for a conventional model and
-    with an annealed conversion (whose layers reach the B-cos form only at the end of the ramp)."""
+    sets the gains; checkpoints hold it, so a resumed run keeps its gains). Refuses it for a conventional model,
+    with an annealed conversion (whose layers reach the B-cos form only at the end of the ramp) and with LoRA."""
     if not output_gains:
         return
     if not bcos:
         raise ValueError("output_gains applies to B-cos models only: set bcos: true or output_gains: false")
+    if lora:
+        raise ValueError("output_gains and lora cannot be combined: the adapters' layers are not calibrated and their "
+                         "saved adapters would not carry the gains; set output_gains: false or lora: null")
     if anneal_steps:
         raise ValueError("output_gains and anneal_steps cannot be combined: the gains are set on the first batch "
                          "for the B-cos form, which an annealed conversion reaches only at the end of its ramp; set "
@@ -137,10 +141,15 @@ class BcosModule(LightningModule):
             options = {f.name: hp[f.name] for f in fields(BcosOptions) if f.name in hp}
             if hp.get("anneal_steps"):  # a fraction gets its length in optimizer_for, once training's is known
                 steps = hp.anneal_steps if isinstance(hp.anneal_steps, int) else 1
-                options.pop("output_gains", None)  # refused with annealing (check_output_gains)
+                options.pop("output_gains", None)  # refused with annealing (register_output_gain_calibration)
                 self.annealing = BcosAnnealing(model, steps, **options)
             else:
                 bcosify(model, **options)
+        elif saved_bcos and hp.get("output_gains"):
+            if not gain_layers(model):
+                raise ValueError(f"{hp.model_name_or_path!r} is a saved B-cos model without output gains, but "
+                                 "output_gains=True was configured: set output_gains: false to train it further")
+            self.output_gains_calibrated.fill_(True)  # its trained gains are kept
         if hp.get("lora"):
             self._add_lora(model, new_head=task == "sequence-classification")
         return model
@@ -193,8 +202,10 @@ class BcosModule(LightningModule):
             return
         training = self.model.training
         self.model.eval()
-        calibrate_output_gains(self.model, lambda: self(batch["input_ids"], batch["attention_mask"]))
-        self.model.train(training)
+        try:
+            calibrate_output_gains(self.model, lambda: self(batch["input_ids"], batch["attention_mask"]))
+        finally:
+            self.model.train(training)
         layers = list(gain_layers(self.model).values())
         gains = torch.stack([layer.output_gain for layer in layers])
         if self._trainer is not None:
@@ -339,11 +350,13 @@ class BcosModule(LightningModule):
         """Resuming continues the checkpoint's training (its optimizer and schedule hold its learning rate): a
         configuration that says otherwise would misstate what ran."""
         keys = {key for key in {*saved, *self.hparams} if not key.startswith("_")}
-        differing = sorted(key for key in keys if saved.get(key) != self.hparams.get(key))
+        defaults = {name: parameter.default for name, parameter in inspect.signature(type(self)).parameters.items()}
+        ran = {key: saved.get(key, defaults.get(key)) for key in keys}  # an option added later ran with its default
+        differing = sorted(key for key in keys if ran[key] != self.hparams.get(key))
         if differing:
             raise RunConfigurationError(
                 f"the checkpoint {self.trainer.ckpt_path} was trained with other hyperparameters than this run "
-                "configures: " + ", ".join(f"{key}={saved.get(key)!r} (configured {self.hparams.get(key)!r})"
+                "configures: " + ", ".join(f"{key}={ran[key]!r} (configured {self.hparams.get(key)!r})"
                                            for key in differing)
                 + ". A resumed run continues that training: configure the checkpoint's values (its run folder's "
                   "config.yaml holds them), or start a new run without --ckpt_path")

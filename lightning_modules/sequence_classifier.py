@@ -97,7 +97,7 @@ class SequenceClassifier(BcosModule):
         if loss not in (None, *LOSSES):
             raise ValueError(f"loss must be one of {LOSSES} (or None for the default), got {loss!r}")
         check_anneal_steps(anneal_steps)
-        register_output_gain_calibration(self, output_gains, bcos, anneal_steps)
+        register_output_gain_calibration(self, output_gains, bcos, anneal_steps, lora)
         default_scale = BCOS_RECIPE["logit_scale"] if bcos else 1.0
         self.register_logit_scale(default_scale if logit_scale is None else logit_scale, learn_logit_scale)
         self.save_hyperparameters()

@@ -105,3 +105,46 @@ def test_sequence_classifier_refuses_gains_with_annealing_or_without_bcos(tiny):
         SequenceClassifier(str(tiny["model"]), num_labels=2, output_gains=True, anneal_steps=10)
     with pytest.raises(ValueError, match="output_gains applies to B-cos models only"):
         SequenceClassifier(str(tiny["model"]), num_labels=2, bcos=False, output_gains=True)
+
+
+def test_calibrating_again_replaces_the_gains_and_kept_biases_are_not_scaled():
+    model = bcos.bcosify(tiny_model("bert", "BertForSequenceClassification"), b=1.5, remove_biases=False,
+                         output_gains=True)
+    ids, mask = tiny_batch("bert")
+    first = bcos.calibrate_output_gains(model, lambda: model(input_ids=ids, attention_mask=mask))
+    other_ids, other_mask = tiny_batch("bert", seed=5)
+    bcos.calibrate_output_gains(model, lambda: model(input_ids=other_ids, attention_mask=other_mask))
+    again = bcos.calibrate_output_gains(model, lambda: model(input_ids=ids, attention_mask=mask))
+    assert again == pytest.approx(first, rel=1e-5)  # the old gains are divided out
+    for name, (x, out) in layer_inputs_and_outputs(model, ids, mask).items():
+        layer = gain_layers(model)[name]
+        core = out - layer.bias  # the gain scales the B-cos output, not the bias
+        assert rms(core) == pytest.approx(rms(F.linear(x, layer.weight)), rel=1e-5), name
+
+
+def test_an_annealing_model_has_no_gain_layers_and_prints():
+    annealing = bcos.BcosAnnealing(tiny_model("bert", "BertForSequenceClassification"), steps=4, b=1.5)
+    assert gain_layers(annealing.model) == {} and "progress=0.000" in repr(annealing.model)
+
+
+def test_a_saved_bcos_model_keeps_its_gains_or_is_refused_without_them(tiny, tmp_path):  # noqa: F811
+    gained = bcos.bcosify(bcos.load_model(str(tiny["model"]), num_labels=2), b=1.5, output_gains=True)
+    ids, mask = tiny_batch("bert")
+    gains = bcos.calibrate_output_gains(gained, lambda: gained(input_ids=ids, attention_mask=mask))
+    gained.save_pretrained(tmp_path / "gained")
+    bcos.load_tokenizer(str(tiny["model"])).save_pretrained(tmp_path / "gained")
+    module = SequenceClassifier(str(tmp_path / "gained"), num_labels=2, b=1.5, output_gains=True)
+    data = datamodule(tiny)
+    data.setup()
+    module.calibrate(next(iter(data.train_dataloader())))  # the trained gains stay
+    assert {name: layer.output_gain.item() for name, layer in gain_layers(module.model).items()} == \
+        pytest.approx(gains)
+    plain = bcos.bcosify(bcos.load_model(str(tiny["model"]), num_labels=2), b=1.5)
+    plain.save_pretrained(tmp_path / "plain")
+    with pytest.raises(ValueError, match="is a saved B-cos model without output gains, but output_gains=True"):
+        SequenceClassifier(str(tmp_path / "plain"), num_labels=2, b=1.5, output_gains=True)
+
+
+def test_gains_with_lora_are_refused(tiny):  # noqa: F811
+    with pytest.raises(ValueError, match="output_gains and lora cannot be combined"):
+        SequenceClassifier(str(tiny["model"]), num_labels=2, output_gains=True, lora={"r": 2})

@@ -194,6 +194,17 @@ def test_resume_from_a_file_with_changed_model_options_is_refused(trained, capsy
                      "b=1.5 (configured 2.0), weight_decay=0.01 (configured 0.1)" + RESUME_ADVICE)
 
 
+def test_an_option_the_checkpoint_predates_counts_as_its_default(trained, tmp_path, capsys, no_command_line):
+    checkpoint = torch.load(trained["run"] / "checkpoints" / "last.ckpt", weights_only=False)  # written by this test
+    del checkpoint["hyper_parameters"]["output_gains"]  # a checkpoint from before the option existed
+    older = tmp_path / "older.ckpt"
+    torch.save(checkpoint, older)
+    error = refused(["fit", "--config", trained["config"], "--ckpt_path", str(older), "--model.output_gains", "true"],
+                    capsys)
+    assert error == (f"the checkpoint {older} was trained with other hyperparameters than this run configures: "
+                     "output_gains=False (configured True)" + RESUME_ADVICE)
+
+
 def test_max_length_beyond_the_models_positions_is_refused(tiny, tmp_path, capsys, no_command_line):
     error = refused(["fit", "--config", str(tiny_config(tmp_path, tiny)), "--data.max_length", "256"], capsys)
     assert error == (f"data.max_length=256 exceeds the 128 positions of the model {str(tiny['model'])!r} "

@@ -38,6 +38,7 @@ class AnnealedLinear(BcosLinear):
         self.weight, self.bias = linear.weight, linear.bias
         self.target_b, self.target_normalized, self.remove_bias, self.bcos = target_b, normalize_weights, remove_bias, bcos
         self.normalize_weights, self.eps = normalize_weights, eps
+        self._register_output_gain(False)
         self.progress = 0.0
 
     @property

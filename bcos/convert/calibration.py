@@ -35,8 +35,9 @@ def calibrate_output_gains(model: nn.Module, run: Callable[[], Any]) -> dict[str
     batch, e.g. ``lambda: model(**batch)``) and returns the gains by layer name.
 
     Each layer is calibrated on the input it receives in that pass, after the layers before it were calibrated:
-    its gain becomes ``RMS(x Wᵀ) / RMS(B-cos output without gain)`` over every position of the batch (padding
-    included). Runs without gradients.
+    its gain becomes ``RMS(x Wᵀ) / RMS(B-cos output without gain and bias)`` over every position of the batch
+    (padding included; both computed in float32 or wider; 1 where both are 0). Runs without gradients.
+    Calibrating again (on the same or another batch) replaces the gains.
 
     Raises:
         ValueError: ``model`` has no B-cos layer with an output gain (convert it with ``bcosify(...,
@@ -52,11 +53,16 @@ def calibrate_output_gains(model: nn.Module, run: Callable[[], Any]) -> dict[str
         def hook(layer: BcosLinear, inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> torch.Tensor:
             if name in gains:
                 raise ValueError(f"calibrate_output_gains: {name} ran twice in one pass; give a single forward pass")
-            ungained = output / layer.output_gain
-            gain = rms(F.linear(inputs[0], layer.weight)) / rms(ungained).clamp_min(torch.finfo(torch.float64).tiny)
-            layer.output_gain.fill_(gain.item())
-            gains[name] = gain.item()
-            return ungained * layer.output_gain
+            bias = 0.0 if layer.bias is None else layer.bias
+            ungained = (output - bias) / layer.output_gain
+            x = inputs[0]
+            target = rms(F.linear(x.float() if x.dtype.itemsize < 4 else x, layer.weight.to(
+                torch.promote_types(x.dtype, torch.float32))))
+            size = rms(ungained)
+            gain = 1.0 if target == 0 and size == 0 else (target / size).item()
+            layer.output_gain.fill_(gain)
+            gains[name] = layer.output_gain.item()
+            return ungained * layer.output_gain + bias
         return hook
 
     handles = [layer.register_forward_hook(calibrate(name)) for name, layer in layers.items()]

@@ -118,10 +118,8 @@ class BcosLinear(nn.Module):
         self._register_output_gain(output_gain)
 
     def _register_output_gain(self, output_gain: bool) -> None:
-        if output_gain:
-            self.register_buffer("output_gain", torch.ones((), device=self.weight.device, dtype=self.weight.dtype))
-        else:
-            self.output_gain = None
+        gain = torch.ones((), device=self.weight.device, dtype=self.weight.dtype) if output_gain else None
+        self.register_buffer("output_gain", gain)
 
     @classmethod
     def from_linear(
@@ -157,7 +155,7 @@ class BcosLinear(nn.Module):
         return (
             f"in_features={self.in_features}, out_features={self.out_features}, b={self.b}, "
             f"normalize_weights={self.normalize_weights}, bias={self.bias is not None}"
-            + (f", output_gain={self.output_gain.item():.4g}" if self.output_gain is not None else "")
+            + (", output_gain=True" if self.output_gain is not None else "")
         )
 
 
