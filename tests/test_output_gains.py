@@ -12,11 +12,9 @@ from bcos.convert import gain_layers
 from lightning_modules import SequenceClassifier, export_hf
 from test_bcosify import model_output
 from test_training import datamodule, tiny  # noqa: F401  (fixture)
-from tiny_models import tiny_batch, tiny_model
+from tiny_models import ARCHITECTURES, tiny_batch, tiny_model
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-MODELS = [("bert", "BertForSequenceClassification"), ("llama", "LlamaForSequenceClassification"),
-          ("gpt2", "GPT2ForSequenceClassification")]
 
 
 def layer_inputs_and_outputs(model: torch.nn.Module, ids: torch.Tensor, mask: torch.Tensor
@@ -36,7 +34,7 @@ def rms(tensor: torch.Tensor) -> float:
     return tensor.double().square().mean().sqrt().item()
 
 
-@pytest.mark.parametrize("model_type,class_name", MODELS)
+@pytest.mark.parametrize("model_type,class_name", ARCHITECTURES)
 def test_each_gained_layer_has_the_rms_of_the_plain_linear_map_and_explanations_stay_exact(model_type, class_name):
     model = bcos.bcosify(tiny_model(model_type, class_name), b=2.0, output_gains=True)
     ids, mask = tiny_batch(model_type)
