@@ -65,8 +65,8 @@ class SequenceClassifier(BcosModule):
         output_gains: give every B-cos layer a constant output gain, set on the first batch so that its output
             has the root mean square of the plain linear map with the same weight on the same input
             (``bcos.convert.calibrate_output_gains``): the converted residual branches start at their pre-trained
-            size instead of a few per cent of it. B-cos models with a direct conversion only; exports keep the
-            gains.
+            size instead of a few per cent of it. B-cos models with a direct conversion and without LoRA only;
+            exports keep the gains.
     """
 
     monitor = ("val/acc", "max")

@@ -56,8 +56,8 @@ def calibrate_output_gains(model: nn.Module, run: Callable[[], Any]) -> dict[str
             bias = 0.0 if layer.bias is None else layer.bias
             ungained = (output - bias) / layer.output_gain
             x = inputs[0]
-            target = rms(F.linear(x.float() if x.dtype.itemsize < 4 else x, layer.weight.to(
-                torch.promote_types(x.dtype, torch.float32))))
+            dtype = torch.promote_types(x.dtype, torch.float32)
+            target = rms(F.linear(x.to(dtype), layer.weight.to(dtype)))
             size = rms(ungained)
             gain = 1.0 if target == 0 and size == 0 else (target / size).item()
             layer.output_gain.fill_(gain)
